@@ -1,0 +1,436 @@
+"""Normalization layers and their registry.
+
+Every norm is placed after a hidden ``nn.Linear`` and before its activation (DESIGN §3), except
+``pnorm``, which divides the last hidden layer's activations by their norm right before the output
+layer. The output layer itself is never normalized.
+
+A norm is registered with a *factory*. For ``placement="hidden"`` the factory receives the hidden
+``nn.Linear`` and returns the module that replaces it (usually a :class:`NormalizedLinear`). For
+``placement="penultimate"`` it receives the number of features of the last hidden layer and returns a
+module appended after that layer's activation. Keyword arguments of the factory are the norm's options
+(``norm_kwargs``); anything else is rejected by name.
+
+Layers that keep running statistics name their buffers ``running_*`` and update them in place: SB3
+copies exactly those buffers to target networks, by reference, collected once at set-up (DESIGN §4.2).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+Placement = Literal["hidden", "penultimate"]
+
+
+def _check_batch_statistics_possible(layer: str, x: torch.Tensor) -> None:
+    # torch's own message ("Expected more than 1 value per channel") does not say what to change, and a
+    # mean-only layer would silently output its bias for a batch of one.
+    if x.shape[0] < 2:
+        raise ValueError(
+            f"{layer} normalizes with the statistics of the batch in train mode, and a batch of "
+            f"{x.shape[0]} sample has none. Use batches of at least 2 samples (for PPO/A2C, choose "
+            "n_steps * n_envs and batch_size so that no minibatch holds a single sample), or put the "
+            "network in eval mode (model.policy.set_training_mode(False)) to use running statistics."
+        )
+
+
+class BatchNorm(nn.BatchNorm1d):
+    """``torch.nn.BatchNorm1d`` with a clear error for a train-mode batch of one sample.
+
+    :param num_features: number of features
+    :param momentum: weight of the newest batch in the running statistics
+    :param eps: added to the variance before the square root
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            _check_batch_statistics_possible("bn", x)
+        return super().forward(x)
+
+    def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
+        scale = self.weight / torch.sqrt(self.running_var + self.eps)
+        return scale, self.bias - self.running_mean * scale
+
+
+class MeanOnlyBatchNorm(nn.Module):
+    """Salimans & Kingma's mean-only batch normalization: ``x - mean + bias``, no division.
+
+    Train mode subtracts the batch mean and updates ``running_mean`` in place; eval mode subtracts
+    ``running_mean``.
+
+    :param num_features: number of features
+    :param momentum: weight of the newest batch in the running mean
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"mobn momentum must be in [0, 1], got {momentum}")
+        self.momentum = momentum
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            _check_batch_statistics_possible("mobn", x)
+            batch_mean = x.mean(dim=0)
+            with torch.no_grad():
+                self.running_mean.lerp_(batch_mean, self.momentum)
+            return x - batch_mean + self.bias
+        return x - self.running_mean + self.bias
+
+    def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
+        return torch.ones_like(self.bias), self.bias - self.running_mean
+
+    def extra_repr(self) -> str:
+        return f"{self.bias.shape[0]}, momentum={self.momentum}"
+
+
+class BatchRenorm(nn.Module):
+    """Batch Renormalization (Ioffe 2017) as CrossQ (Bhatt et al. 2024) uses it.
+
+    Same arithmetic and defaults as sb3-contrib's ``BatchRenorm``, but with the running statistics
+    named ``running_mean`` / ``running_var`` so that SB3 copies them to target networks (sb3-contrib
+    names them ``ra_*``, which SB3 never syncs). During the first ``warmup_steps`` train-mode calls it
+    is batch norm; afterwards batch statistics are corrected towards the running ones with r clipped to
+    [1/r_max, r_max] and d to [-d_max, d_max].
+
+    :param num_features: number of features
+    :param momentum: weight of the newest batch in the running statistics
+    :param eps: added to the variance before the square root
+    :param warmup_steps: train-mode calls that behave as plain batch norm
+    :param r_max: clip of the scale correction
+    :param d_max: clip of the shift correction
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        momentum: float = 0.01,
+        eps: float = 0.001,
+        warmup_steps: int = 100_000,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.momentum, self.eps, self.warmup_steps = momentum, eps, warmup_steps
+        self.r_max, self.d_max = r_max, d_max
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            _check_batch_statistics_possible("brn", x)
+            batch_mean, batch_var = x.mean(dim=0), x.var(dim=0)
+            if self.num_batches_tracked > self.warmup_steps:
+                running_std = (self.running_var + self.eps).sqrt()
+                r = ((batch_var + self.eps).sqrt() / running_std).detach().clamp(1 / self.r_max, self.r_max)
+                d = ((batch_mean - self.running_mean) / running_std).detach().clamp(-self.d_max, self.d_max)
+                mean, var = batch_mean - d * batch_var.sqrt() / r, batch_var / r**2
+            else:
+                mean, var = batch_mean, batch_var
+            with torch.no_grad():
+                self.running_mean.lerp_(batch_mean, self.momentum)
+                self.running_var.lerp_(batch_var, self.momentum)
+                self.num_batches_tracked.add_(1)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
+
+    def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
+        scale = self.weight / torch.sqrt(self.running_var + self.eps)
+        return scale, self.bias - self.running_mean * scale
+
+
+class SpectralNormWeight(nn.Module):
+    """Parametrization ``W / sigma(W)`` with sigma from power iteration, as torch's spectral norm.
+
+    Unlike torch's, the power-iteration vectors are buffers named ``running_u`` / ``running_v`` and are
+    updated in place, so SB3 hard-copies them to target networks; with torch's ``_u`` / ``_v`` a target
+    network in eval mode keeps its initial vectors and its spectral norm drifts (DESIGN §4.2).
+
+    :param weight: the weight being parametrized (to size and warm up the vectors)
+    :param n_power_iterations: power iterations per train-mode forward
+    :param eps: numerical floor of the normalizations
+    """
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-12) -> None:
+        super().__init__()
+        if n_power_iterations < 1:
+            raise ValueError(f"sn n_power_iterations must be >= 1, got {n_power_iterations}")
+        self.n_power_iterations, self.eps = n_power_iterations, eps
+        rows, cols = weight.shape
+        self.register_buffer("running_u", F.normalize(weight.new_empty(rows).normal_(), dim=0, eps=eps))
+        self.register_buffer("running_v", F.normalize(weight.new_empty(cols).normal_(), dim=0, eps=eps))
+        self._power_iteration(weight, 15)
+
+    @torch.no_grad()
+    def _power_iteration(self, weight: torch.Tensor, n_iterations: int) -> None:
+        for _ in range(n_iterations):
+            F.normalize(torch.mv(weight, self.running_v), dim=0, eps=self.eps, out=self.running_u)
+            F.normalize(torch.mv(weight.T, self.running_u), dim=0, eps=self.eps, out=self.running_v)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self._power_iteration(weight, self.n_power_iterations)
+        # Cloned so that a later in-place update cannot invalidate this forward's graph.
+        u, v = self.running_u.clone(), self.running_v.clone()
+        return weight / torch.vdot(u, torch.mv(weight, v))
+
+
+class PenultimateNorm(nn.Module):
+    """Divide each sample's features by their L2 norm (Bjorck et al. 2022).
+
+    :param eps: floor of the norm
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1, eps=self.eps)
+
+
+class NormalizedLinear(nn.Module):
+    """A hidden ``nn.Linear`` (possibly reparametrized) followed by a normalization layer.
+
+    With ``data_init=True`` the weight-normalized ``linear`` gets Salimans & Kingma's data-dependent
+    initialization on its first train-mode batch: with t = v·x/‖v‖, g ← 1/σ(t) and (unless a
+    mean-only BN follows, which takes care of the mean) b ← -μ(t)/σ(t).
+
+    :param linear: the hidden layer
+    :param norm: the layer after it (``nn.Identity`` for weight-only norms)
+    :param data_init: initialize the weight norm from the first train-mode batch
+    """
+
+    def __init__(self, linear: nn.Linear, norm: nn.Module | None = None, data_init: bool = False) -> None:
+        super().__init__()
+        self.linear = linear
+        self.norm = norm if norm is not None else nn.Identity()
+        self.data_init = data_init
+        # A buffer so that it is saved and loaded with the model: a loaded model is not re-initialized.
+        self.register_buffer("data_initialized", torch.tensor(not data_init))
+        # Layers (of a target network) that must start from the same data-dependent initialization.
+        self.copies_to: list[NormalizedLinear] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.data_initialized:
+            self._initialize_from(x)
+        return self.norm(self.linear(x))
+
+    @torch.no_grad()
+    def _initialize_from(self, x: torch.Tensor) -> None:
+        _check_batch_statistics_possible("wn with init='data'", x)
+        g, v = self.linear.parametrizations.weight.original0, self.linear.parametrizations.weight.original1
+        t = x @ (v / v.norm(dim=1, keepdim=True)).T
+        mean, std = t.mean(dim=0), t.std(dim=0) + 1e-8
+        g.copy_((1.0 / std).view_as(g))
+        if self.linear.bias is not None:
+            self.linear.bias.copy_(0.0 if isinstance(self.norm, MeanOnlyBatchNorm) else -mean / std)
+        self.data_initialized.fill_(True)
+        for twin in self.copies_to:
+            twin.load_state_dict(self.state_dict())
+
+
+def _weight_normalized(linear: nn.Linear, init: str) -> nn.Linear:
+    if init not in ("default", "data"):
+        raise ValueError(f"wn init must be 'default' or 'data', got {init!r}")
+    if init == "data":
+        # Salimans & Kingma draw the direction v ~ N(0, 0.05^2); g and b are then set from data.
+        with torch.no_grad():
+            linear.weight.normal_(0.0, 0.05)
+    # Registered after any initialization of the plain weight, so g = row norms of that weight and the
+    # effective initial weight is exactly the one SB3 set (DESIGN §4.4).
+    return weight_norm(linear)
+
+
+def no_norm(linear: nn.Linear) -> nn.Module:
+    """:return: the layer unchanged."""
+    return linear
+
+
+def batch_norm(linear: nn.Linear, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
+    """:return: ``linear`` followed by batch norm."""
+    return NormalizedLinear(linear, BatchNorm(linear.out_features, momentum=momentum, eps=eps))
+
+
+def mean_only_batch_norm(linear: nn.Linear, momentum: float = 0.1) -> nn.Module:
+    """:return: ``linear`` followed by mean-only batch norm."""
+    return NormalizedLinear(linear, MeanOnlyBatchNorm(linear.out_features, momentum=momentum))
+
+
+def weight_norm_linear(linear: nn.Linear, init: str = "default") -> nn.Module:
+    """:return: ``linear`` with weight normalization ``w = g v / ‖v‖`` per output unit."""
+    return NormalizedLinear(_weight_normalized(linear, init), data_init=init == "data")
+
+
+def weight_norm_mean_only_batch_norm(linear: nn.Linear, init: str = "default", momentum: float = 0.1) -> nn.Module:
+    """:return: weight-normalized ``linear`` followed by mean-only batch norm (Salimans & Kingma's pair)."""
+    norm = MeanOnlyBatchNorm(linear.out_features, momentum=momentum)
+    return NormalizedLinear(_weight_normalized(linear, init), norm, data_init=init == "data")
+
+
+def layer_norm(linear: nn.Linear, eps: float = 1e-5) -> nn.Module:
+    """:return: ``linear`` followed by layer norm over its features."""
+    return NormalizedLinear(linear, nn.LayerNorm(linear.out_features, eps=eps))
+
+
+def rms_norm(linear: nn.Linear, eps: float = 1e-6) -> nn.Module:
+    """:return: ``linear`` followed by RMSNorm over its features."""
+    return NormalizedLinear(linear, nn.RMSNorm(linear.out_features, eps=eps))
+
+
+def batch_renorm(
+    linear: nn.Linear,
+    momentum: float = 0.01,
+    eps: float = 0.001,
+    warmup_steps: int = 100_000,
+    r_max: float = 3.0,
+    d_max: float = 5.0,
+) -> nn.Module:
+    """:return: ``linear`` followed by batch renormalization (CrossQ's defaults)."""
+    norm = BatchRenorm(linear.out_features, momentum, eps, warmup_steps, r_max, d_max)
+    return NormalizedLinear(linear, norm)
+
+
+def spectral_norm(linear: nn.Linear, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:
+    """:return: ``linear`` with its weight divided by its spectral norm."""
+    parametrize.register_parametrization(
+        linear, "weight", SpectralNormWeight(linear.weight, n_power_iterations, eps)
+    )
+    return NormalizedLinear(linear)
+
+
+def penultimate_norm(num_features: int, eps: float = 1e-8) -> nn.Module:
+    """:return: a layer dividing the last hidden activations by their L2 norm."""
+    return PenultimateNorm(eps)
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """A registered norm: how to build it and which options it takes."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    description: str
+    placement: Placement
+    options: tuple[str, ...] = field(default=())
+
+
+_REGISTRY: dict[str, NormSpec] = {}
+
+
+def register_norm(
+    name: str, factory: Callable[..., nn.Module], description: str, placement: Placement = "hidden"
+) -> None:
+    """Make a norm available to the policies as ``policy_kwargs=dict(norm=name)``.
+
+    :param name: the name users pass as ``norm``
+    :param factory: ``factory(linear, **options) -> module replacing linear`` for ``placement="hidden"``;
+        ``factory(num_features, **options) -> module after the last hidden activation`` for
+        ``placement="penultimate"``. Its keyword parameters are the norm's ``norm_kwargs``.
+    :param description: one line, shown by ``rlnorm norms``
+    :param placement: ``"hidden"`` (after every hidden Linear) or ``"penultimate"`` (once, before the
+        output layer)
+    """
+    if placement not in ("hidden", "penultimate"):
+        raise ValueError(f"placement must be 'hidden' or 'penultimate', got {placement!r}")
+    parameters = list(inspect.signature(factory).parameters.values())[1:]
+    options = tuple(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    _REGISTRY[name] = NormSpec(name, factory, description, placement, options)
+
+
+def available_norms() -> list[str]:
+    """:return: the registered norm names, in registration order."""
+    return list(_REGISTRY)
+
+
+def describe_norms() -> dict[str, str]:
+    """:return: each registered norm name with its one-line description."""
+    return {name: spec.description for name, spec in _REGISTRY.items()}
+
+
+def get_norm(name: str) -> NormSpec:
+    """:param name: a registered norm name
+    :return: its specification
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown norm {name!r}; registered norms: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def validate_norm(name: str, norm_kwargs: dict[str, Any] | None = None) -> NormSpec:
+    """Check a norm name and its options without building anything.
+
+    :param name: a registered norm name
+    :param norm_kwargs: options of that norm
+    :return: its specification
+    """
+    spec = get_norm(name)
+    for key in norm_kwargs or {}:
+        if key not in spec.options:
+            allowed = ", ".join(spec.options) if spec.options else "none"
+            raise ValueError(f"norm {name!r} has no option {key!r}; its options: {allowed}")
+    return spec
+
+
+def normalize_mlp(net: nn.Sequential, norm: str, norm_kwargs: dict[str, Any] | None = None,
+                  has_output_layer: bool = False) -> nn.Sequential:
+    """Insert a norm into an SB3 MLP, in place (so every reference to ``net`` sees the change).
+
+    :param net: a ``Sequential`` of ``Linear`` and activation modules, as SB3's ``create_mlp`` and
+        ``MlpExtractor`` build them
+    :param norm: a registered norm name
+    :param norm_kwargs: that norm's options
+    :param has_output_layer: whether the last ``Linear`` of ``net`` is an output layer (never normalized)
+    :return: ``net``
+    """
+    spec = validate_norm(norm, norm_kwargs)
+    kwargs = norm_kwargs or {}
+    modules = list(net)
+    linear_positions = [i for i, module in enumerate(modules) if isinstance(module, nn.Linear)]
+    hidden = linear_positions[:-1] if has_output_layer else linear_positions
+    if not hidden:
+        return net
+    if spec.placement == "hidden":
+        for i in hidden:
+            modules[i] = spec.factory(modules[i], **kwargs)
+    else:
+        # After the last hidden layer's activation: the input of the output layer, or the end of the net.
+        position = linear_positions[-1] if has_output_layer else len(modules)
+        modules.insert(position, spec.factory(modules[hidden[-1]].out_features, **kwargs))
+    for key in list(net._modules):
+        del net._modules[key]
+    for i, module in enumerate(modules):
+        net.add_module(str(i), module)
+    return net
+
+
+register_norm("none", no_norm, "no normalization: exactly SB3's network")
+register_norm("bn", batch_norm, "BatchNorm: (x - batch mean) / batch std, affine; running stats in eval")
+register_norm("mobn", mean_only_batch_norm, "mean-only BatchNorm (Salimans & Kingma): x - batch mean + b")
+register_norm("wn", weight_norm_linear, "weight normalization: w = g v / |v| per unit; batch-independent")
+register_norm("wn+mobn", weight_norm_mean_only_batch_norm, "weight norm, then mean-only BatchNorm (the paper's pair)")
+register_norm("ln", layer_norm, "LayerNorm over each sample's features; batch-independent")
+register_norm("brn", batch_renorm, "Batch Renormalization as CrossQ uses it (r_max 3, d_max 5, warm-up)")
+register_norm("rms", rms_norm, "RMSNorm over each sample's features; batch-independent")
+register_norm("sn", spectral_norm, "spectral normalization of each hidden weight (power iteration)")
+register_norm("pnorm", penultimate_norm, "divide the last hidden activations by their L2 norm", "penultimate")

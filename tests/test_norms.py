@@ -1,0 +1,249 @@
+"""Layer math of the norms (DESIGN §3) and the registry."""
+
+import pytest
+import torch
+from torch import nn
+
+from rlnorm import norms
+from rlnorm.norms import (
+    BatchRenorm,
+    MeanOnlyBatchNorm,
+    NormalizedLinear,
+    available_norms,
+    get_norm,
+    normalize_mlp,
+    register_norm,
+    validate_norm,
+)
+
+BATCH_DEPENDENT = ["bn", "mobn", "wn+mobn", "brn"]
+BATCH_INDEPENDENT = ["wn", "ln", "rms", "sn"]
+
+
+def hidden_layer(norm: str, in_features: int = 6, out_features: int = 5, **kwargs) -> nn.Module:
+    torch.manual_seed(0)
+    return get_norm(norm).factory(nn.Linear(in_features, out_features), **kwargs)
+
+
+def test_registry_lists_every_required_norm():
+    assert available_norms()[:10] == ["none", "bn", "mobn", "wn", "wn+mobn", "ln", "brn", "rms", "sn", "pnorm"]
+
+
+def test_mean_only_batch_norm_train_mode_centres_on_bias_and_keeps_variance():
+    torch.manual_seed(0)
+    layer = MeanOnlyBatchNorm(4, momentum=0.1)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([1.0, -2.0, 0.5, 3.0]))
+    x = torch.randn(64, 4) * 3 + 7
+    y = layer(x)
+    torch.testing.assert_close(y.mean(dim=0), layer.bias.detach())
+    torch.testing.assert_close(y.var(dim=0), x.var(dim=0))
+    # running mean moved by momentum * batch mean, in place
+    torch.testing.assert_close(layer.running_mean, 0.1 * x.mean(dim=0))
+
+
+def test_mean_only_batch_norm_eval_mode_uses_running_mean_and_does_not_update_it():
+    layer = MeanOnlyBatchNorm(3)
+    with torch.no_grad():
+        layer.running_mean.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        layer.bias.fill_(0.5)
+    layer.eval()
+    x = torch.randn(10, 3)
+    torch.testing.assert_close(layer(x), x - torch.tensor([1.0, 2.0, 3.0]) + 0.5)
+    torch.testing.assert_close(layer.running_mean, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_weight_norm_effective_weight_is_g_v_over_norm_v_per_output_unit():
+    layer = hidden_layer("wn")
+    linear = layer.linear
+    with torch.no_grad():
+        linear.parametrizations.weight.original0.copy_(torch.arange(1.0, 6.0).view(5, 1))
+    g = linear.parametrizations.weight.original0
+    v = linear.parametrizations.weight.original1
+    torch.testing.assert_close(linear.weight, g * v / v.norm(dim=1, keepdim=True))
+    torch.testing.assert_close(linear.weight.norm(dim=1), torch.arange(1.0, 6.0))
+
+
+def test_weight_norm_default_init_keeps_the_plain_weight():
+    torch.manual_seed(3)
+    plain = nn.Linear(6, 5)
+    expected = plain.weight.detach().clone()
+    layer = get_norm("wn").factory(plain)
+    torch.testing.assert_close(layer.linear.weight, expected)
+
+
+@pytest.mark.parametrize("norm", BATCH_DEPENDENT + BATCH_INDEPENDENT)
+def test_batch_dependence_in_train_mode(norm):
+    layer = hidden_layer(norm)
+    layer.train()
+    torch.manual_seed(1)
+    sample = torch.randn(1, 6)
+    batch_a = torch.cat([sample, torch.randn(15, 6)])
+    batch_b = torch.cat([sample, torch.randn(15, 6) * 4 + 2])
+    with torch.no_grad():
+        out_a, out_b = layer(batch_a)[0], layer(batch_b)[0]
+    if norm in BATCH_DEPENDENT:
+        assert not torch.allclose(out_a, out_b, atol=1e-4)
+    else:
+        torch.testing.assert_close(out_a, out_b)
+
+
+@pytest.mark.parametrize("norm", BATCH_DEPENDENT)
+def test_eval_mode_is_batch_independent_and_leaves_statistics_alone(norm):
+    layer = hidden_layer(norm)
+    layer.train()
+    layer(torch.randn(32, 6))
+    layer.eval()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    sample = torch.randn(1, 6)
+    with torch.no_grad():
+        alone = layer(sample)
+        in_batch = layer(torch.cat([sample, torch.randn(9, 6) * 5]))[:1]
+    torch.testing.assert_close(alone, in_batch)
+    for key, value in layer.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_layer_norm_normalizes_each_sample():
+    layer = hidden_layer("ln")
+    y = layer(torch.randn(8, 6))
+    torch.testing.assert_close(y.mean(dim=1), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(dim=1, unbiased=False), torch.ones(8), atol=1e-3, rtol=0)
+
+
+def test_batch_norm_train_mode_standardizes_the_batch():
+    layer = hidden_layer("bn")
+    y = layer(torch.randn(128, 6) * 3 + 1)
+    torch.testing.assert_close(y.mean(dim=0), torch.zeros(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(dim=0, unbiased=False), torch.ones(5), atol=1e-3, rtol=0)
+
+
+def test_batch_renorm_is_batch_norm_during_warm_up_then_uses_running_statistics():
+    torch.manual_seed(0)
+    layer = BatchRenorm(3, warmup_steps=1, r_max=1e6, d_max=1e6)
+    x = torch.randn(64, 3) * 2 + 5
+    expected = (x - x.mean(0)) / (x.var(0) + layer.eps).sqrt()
+    torch.testing.assert_close(layer(x), expected)
+    layer(x)
+    # Unclipped after warm-up, r and d turn the batch statistics into the running ones (in value).
+    running_mean, running_var = layer.running_mean.clone(), layer.running_var.clone()
+    y = layer(x)
+    torch.testing.assert_close(y, (x - running_mean) / (running_var + layer.eps).sqrt(), atol=1e-3, rtol=1e-3)
+    assert layer.num_batches_tracked.item() == 3
+
+
+def test_batch_renorm_with_unit_clips_stays_batch_norm():
+    torch.manual_seed(0)
+    layer = BatchRenorm(3, warmup_steps=0, r_max=1.0, d_max=0.0)
+    x = torch.randn(64, 3) * 2 + 5
+    layer(x)
+    y = layer(x)
+    torch.testing.assert_close(y, (x - x.mean(0)) / (x.var(0) + layer.eps).sqrt())
+
+
+def test_spectral_norm_keeps_power_iteration_vectors_as_running_buffers():
+    layer = hidden_layer("sn", 8, 8)
+    names = [name for name, _ in layer.named_buffers()]
+    assert any(name.endswith("running_u") for name in names)
+    assert any(name.endswith("running_v") for name in names)
+    layer.train()
+    for _ in range(30):
+        layer(torch.randn(4, 8))
+    sigma = torch.linalg.matrix_norm(layer.linear.weight.detach(), ord=2)
+    assert abs(sigma.item() - 1.0) < 1e-3
+
+
+def test_spectral_norm_updates_vectors_in_place():
+    layer = hidden_layer("sn", 8, 8)
+    u = layer.linear.parametrizations.weight[0].running_u
+    before = u.clone()
+    with torch.no_grad():
+        layer.linear.parametrizations.weight.original.mul_(torch.randn(8, 8))
+    layer(torch.randn(4, 8))
+    assert layer.linear.parametrizations.weight[0].running_u is u
+    assert not torch.equal(u, before)
+
+
+def test_data_dependent_init_standardizes_the_first_batch():
+    layer = hidden_layer("wn", init="data")
+    assert not layer.data_initialized
+    x = torch.randn(256, 6) * 4 + 3
+    y = layer(x)
+    assert layer.data_initialized
+    torch.testing.assert_close(y.mean(dim=0), torch.zeros(5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(y.std(dim=0), torch.ones(5), atol=1e-4, rtol=0)
+    # only once
+    g = layer.linear.parametrizations.weight.original0.clone()
+    layer(x * 10)
+    torch.testing.assert_close(layer.linear.parametrizations.weight.original0, g)
+
+
+def test_data_dependent_init_with_mean_only_batch_norm_sets_only_the_scale():
+    layer = hidden_layer("wn+mobn", init="data")
+    x = torch.randn(256, 6) * 4 + 3
+    pre = layer.linear
+    layer(x)
+    t = pre(x)
+    torch.testing.assert_close(t.std(dim=0), torch.ones(5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(pre.bias, torch.zeros(5))
+
+
+def test_data_dependent_init_is_not_done_in_eval_mode():
+    layer = hidden_layer("wn", init="data").eval()
+    layer(torch.randn(16, 6))
+    assert not layer.data_initialized
+
+
+@pytest.mark.parametrize("norm", ["bn", "mobn", "wn+mobn", "brn"])
+def test_batch_of_one_in_train_mode_is_a_clear_error(norm):
+    layer = hidden_layer(norm)
+    with pytest.raises(ValueError, match="batch of 1 sample"):
+        layer(torch.randn(1, 6))
+
+
+def test_unknown_norm_names_it_and_lists_registered():
+    with pytest.raises(ValueError, match=r"unknown norm 'batchnorm'.*none, bn, mobn, wn, wn\+mobn, ln"):
+        validate_norm("batchnorm")
+
+
+def test_unknown_norm_option_names_the_key():
+    with pytest.raises(ValueError, match="norm 'bn' has no option 'momentun'; its options: momentum, eps"):
+        validate_norm("bn", {"momentun": 0.1})
+
+
+def test_wn_mobn_options_reach_their_layers():
+    layer = hidden_layer("wn+mobn", momentum=0.3, init="data")
+    assert layer.norm.momentum == 0.3
+    assert layer.data_init
+
+
+def test_bad_option_values_are_named():
+    with pytest.raises(ValueError, match="init must be 'default' or 'data', got 'orthogonal'"):
+        hidden_layer("wn", init="orthogonal")
+    with pytest.raises(ValueError, match="momentum must be in"):
+        hidden_layer("mobn", momentum=2.0)
+
+
+def test_normalize_mlp_skips_the_output_layer_and_places_pnorm_before_it():
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    normalize_mlp(net, "ln", has_output_layer=True)
+    assert [type(m).__name__ for m in net] == ["NormalizedLinear", "ReLU", "NormalizedLinear", "ReLU", "Linear"]
+
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    normalize_mlp(net, "pnorm", has_output_layer=True)
+    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "ReLU", "PenultimateNorm", "Linear"]
+    features = net[:5](torch.randn(7, 3))
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(7))
+
+
+def test_register_norm_makes_a_user_norm_available(monkeypatch):
+    monkeypatch.setattr(norms, "_REGISTRY", dict(norms._REGISTRY))
+
+    def dropout_after(linear: nn.Linear, p: float = 0.1) -> nn.Module:
+        return NormalizedLinear(linear, nn.Dropout(p))
+
+    register_norm("dropout", dropout_after, "dropout after each hidden layer")
+    assert "dropout" in available_norms()
+    assert validate_norm("dropout", {"p": 0.2}).options == ("p",)
+    net = normalize_mlp(nn.Sequential(nn.Linear(2, 4), nn.ReLU()), "dropout", {"p": 0.5})
+    assert isinstance(net[0].norm, nn.Dropout) and net[0].norm.p == 0.5

@@ -1,0 +1,308 @@
+"""The SB3 policy classes: exactly SB3 for norm="none", modes, targets, init, mismatch, determinism."""
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+from stable_baselines3.common.logger import configure
+
+from rlnorm.callbacks import ModeMismatchCallback
+from rlnorm.norms import NormalizedLinear, available_norms
+from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+
+NORMS = available_norms()
+STATEFUL = ["bn", "mobn", "wn+mobn", "brn", "sn"]
+
+# Tiny but complete settings: every algorithm gets through several gradient steps (and, off-policy,
+# target updates) within a few hundred env steps.
+ALGOS = {
+    "ppo": (PPO, NormActorCriticPolicy, "CartPole-v1", dict(n_steps=64, batch_size=32, n_epochs=2), 128),
+    "a2c": (A2C, NormActorCriticPolicy, "CartPole-v1", dict(n_steps=8), 64),
+    "dqn": (DQN, NormDQNPolicy, "CartPole-v1",
+            dict(learning_starts=32, batch_size=16, train_freq=4, target_update_interval=8), 96),
+    "sac": (SAC, NormSACPolicy, "Pendulum-v1", dict(learning_starts=32, batch_size=16), 64),
+    "td3": (TD3, NormTD3Policy, "Pendulum-v1", dict(learning_starts=32, batch_size=16, policy_delay=1), 64),
+}
+SMALL_NET = {"ppo": dict(net_arch=[16, 16]), "a2c": dict(net_arch=[16, 16]), "dqn": dict(net_arch=[16, 16]),
+             "sac": dict(net_arch=[16, 16]), "td3": dict(net_arch=[16, 16])}
+
+
+def make(algo: str, policy=None, seed: int = 0, **policy_kwargs):
+    cls, norm_policy, env, kwargs, _ = ALGOS[algo]
+    return cls(policy or norm_policy, env, seed=seed, policy_kwargs={**SMALL_NET[algo], **policy_kwargs},
+               **kwargs)
+
+
+def learn(model, algo: str, **learn_kwargs):
+    return model.learn(ALGOS[algo][4], **learn_kwargs)
+
+
+def assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert list(state_a) == list(state_b)
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
+# 1. norm="none" is exactly SB3 ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_none_is_exactly_sb3_before_and_after_training(algo):
+    ours, theirs = make(algo, norm="none"), make(algo, policy="MlpPolicy")
+    # Same modules: identical module tree, apart from the policy class name in the first line.
+    assert repr(ours.policy).split("\n", 1)[1] == repr(theirs.policy).split("\n", 1)[1]
+    assert_same_parameters(ours.policy, theirs.policy)
+    # Each model trains right after it is built: building one re-seeds torch's global generator.
+    ours = learn(make(algo, norm="none"), algo)
+    theirs = learn(make(algo, policy="MlpPolicy"), algo)
+    assert_same_parameters(ours.policy, theirs.policy)
+
+
+# 3. modes and targets -------------------------------------------------------------------------------
+
+def running_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items() if "running_" in k}
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+@pytest.mark.parametrize("norm", ["bn", "mobn"])
+def test_predict_runs_in_eval_mode_and_updates_nothing(algo, norm):
+    model = make(algo, norm=norm)
+    learn(model, algo)
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    obs = np.stack([model.observation_space.sample() for _ in range(5)])
+    first, _ = model.predict(obs, deterministic=True)
+    single, _ = model.predict(obs[:1], deterministic=True)
+    np.testing.assert_allclose(first[:1], single, rtol=1e-5)
+    for key, value in model.policy.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def collect_modes(model):
+    """Record the mode of the first norm layer of every network at each call, with the batch size."""
+    calls = []
+    for name, module in model.policy.named_modules():
+        if isinstance(module, NormalizedLinear) and name.endswith(".0"):
+            network = name.rsplit(".", 2)[0]
+            module.register_forward_pre_hook(
+                lambda m, args, network=network: calls.append((network, m.training, args[0].shape[0]))
+            )
+    return calls
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "sac", "td3"])
+def test_rollouts_in_eval_mode_updates_in_train_mode_targets_always_eval(algo):
+    model = make(algo, norm="bn")
+    calls = collect_modes(model)
+    learn(model, algo)
+    batch_size = model.batch_size
+    rollout_modes = {training for _, training, size in calls if size == 1}
+    assert rollout_modes == {False}
+    if algo == "ppo":
+        # The only eval-mode pass on a minibatch is the mode-mismatch measurement, once per update.
+        eval_passes = [net for net, training, size in calls if size == batch_size and not training]
+        assert len(eval_passes) == 2 * model.policy.mode_mismatch_updates
+        calls = [call for call in calls if call[1]]
+    update_modes = {(net, training) for net, training, size in calls if size == batch_size}
+    for net, training in update_modes:
+        assert training == (not net.endswith("_target")), (net, training)
+    targets = [m for name, m in model.policy.named_children() if name.endswith("_target")]
+    assert all(not m.training for target in targets for m in target.modules())
+    if algo != "ppo":
+        assert any(net.endswith("_target") for net, _ in update_modes)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "sac", "td3"])
+@pytest.mark.parametrize("norm", STATEFUL)
+def test_statistics_reach_targets_and_tau_zero_keeps_target_weights(algo, norm):
+    # As SB3's tests/test_train_eval_mode.py: with tau=0 the target weights never move, while every
+    # state kept beside the parameters (running statistics, power-iteration vectors) is copied.
+    model = make(algo, norm=norm)
+    model.tau = 0.0
+    pairs = {"dqn": [("q_net", "q_net_target")], "sac": [("critic", "critic_target")],
+             "td3": [("actor", "actor_target"), ("critic", "critic_target")]}[algo]
+    initial = {t: [p.clone() for p in getattr(model.policy, t).parameters()] for _, t in pairs}
+    learn(model, algo)
+    if algo == "dqn":
+        # DQN syncs in _on_step, i.e. before the gradient steps of the same iteration; sync once more.
+        model.target_update_interval = 1
+        model._on_step()
+    for online_name, target_name in pairs:
+        online, target = getattr(model.policy, online_name), getattr(model.policy, target_name)
+        stats_online, stats_target = running_buffers(online), running_buffers(target)
+        assert stats_online, f"{norm} keeps no running_* state in {online_name}"
+        for key, value in stats_online.items():
+            assert torch.equal(value, stats_target[key]), key
+        assert any(not torch.equal(v, torch.zeros_like(v)) for v in stats_online.values())
+        for before, after in zip(initial[target_name], target.parameters(), strict=True):
+            assert torch.equal(before, after)
+
+
+def test_spectral_norm_targets_stay_normalized():
+    # With torch's spectral norm (vectors _u/_v never synced) the same run ends with target spectral
+    # norms up to 1.45; SB3 copying running_u/running_v keeps them within a few percent of 1.
+    model = make("sac", norm="sn", net_arch=[32, 32])
+    model.learn(1000)
+    model.policy.set_training_mode(False)
+    for net in (model.critic, model.critic_target):
+        for module in net.modules():
+            if isinstance(module, NormalizedLinear):
+                sigma = torch.linalg.matrix_norm(module.linear.weight.detach(), ord=2).item()
+                assert abs(sigma - 1.0) < 0.05, sigma
+
+
+# 4. weight-norm initialization ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("norm", ["wn", "wn+mobn"])
+def test_weight_norm_keeps_sb3_orthogonal_init(norm):
+    ours, plain = make("ppo", norm=norm), make("ppo", policy="MlpPolicy")
+    for net in ("policy_net", "value_net"):
+        ours_net, plain_net = getattr(ours.policy.mlp_extractor, net), getattr(plain.policy.mlp_extractor, net)
+        for layer, linear in zip(ours_net[::2], plain_net[::2], strict=True):
+            torch.testing.assert_close(layer.linear.weight, linear.weight)
+            torch.testing.assert_close(layer.linear.parametrizations.weight.original0.squeeze(1),
+                                       linear.weight.norm(dim=1))
+
+
+def test_weight_norm_parameters_are_the_ones_the_optimizer_trains():
+    model = make("ppo", norm="wn")
+    optimized = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in model.policy.parameters()}
+    layer = model.policy.mlp_extractor.policy_net[0].linear.parametrizations.weight
+    g, v = layer.original0.clone(), layer.original1.clone()
+    learn(model, "ppo")
+    assert not torch.equal(g, layer.original0) and not torch.equal(v, layer.original1)
+
+
+def test_data_dependent_init_on_the_first_training_batch_reaches_the_target():
+    model = make("dqn", norm="wn", norm_kwargs=dict(init="data"))
+    q_net, target = model.policy.q_net, model.policy.q_net_target
+    assert not q_net.q_net[0].data_initialized
+    obs = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(64)]))
+    model.policy.set_training_mode(True)
+    q_net(obs)
+    pre_activation = q_net.q_net[0](obs)
+    torch.testing.assert_close(pre_activation.mean(0), torch.zeros(16), atol=1e-4, rtol=0)
+    torch.testing.assert_close(pre_activation.std(0), torch.ones(16), atol=1e-4, rtol=0)
+    assert_same_parameters(q_net, target)
+
+
+def test_data_dependent_init_trains_and_is_kept_by_save_and_load(tmp_path):
+    model = make("ppo", norm="wn+mobn", norm_kwargs=dict(init="data"))
+    learn(model, "ppo")
+    assert all(m.data_initialized for m in model.policy.modules() if isinstance(m, NormalizedLinear))
+    model.save(tmp_path / "model")
+    loaded = PPO.load(tmp_path / "model")
+    assert_same_parameters(model.policy, loaded.policy)
+
+
+# 5. train/eval mismatch -------------------------------------------------------------------------------
+
+def test_mode_mismatch_is_measured_and_logged(tmp_path):
+    results = {}
+    for norm in ("none", "bn"):
+        model = make("ppo", norm=norm)
+        model.set_logger(configure(str(tmp_path / norm), ["csv"]))
+        model.learn(64 * 4, callback=ModeMismatchCallback())
+        results[norm] = model.policy.mode_mismatch
+        assert model.policy.mode_mismatch_updates == 4
+        header, *rows = (tmp_path / norm / "progress.csv").read_text().splitlines()
+        column = header.split(",").index("train/mode_mismatch")
+        logged = [float(row.split(",")[column]) for row in rows if row.split(",")[column]]
+        assert len(logged) == 3  # the last update is never dumped, as for all of SB3's train/* values
+    assert results["none"] < 1e-5
+    assert results["bn"] > 1e-3
+
+
+def test_mode_mismatch_for_a2c():
+    model = make("a2c", norm="bn")
+    learn(model, "a2c")
+    assert model.policy.mode_mismatch_updates == 64 // 8
+    assert model.policy.mode_mismatch > 1e-4
+
+
+# 6. determinism -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_same_seed_gives_bit_identical_parameters(norm):
+    norm_kwargs = {"warmup_steps": 2} if norm == "brn" else {}
+    runs = []
+    for _ in range(2):
+        model = make("ppo", norm=norm, norm_kwargs=norm_kwargs)
+        learn(model, "ppo")
+        runs.append(model.policy)
+    assert_same_parameters(*runs)
+
+
+# saving, loading and the usual SB3 kwargs ---------------------------------------------------------------
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+@pytest.mark.parametrize("norm", ["bn", "wn+mobn", "sn"])
+def test_save_and_load_give_the_same_predictions(algo, norm, tmp_path):
+    model = make(algo, norm=norm)
+    learn(model, algo)
+    model.save(tmp_path / "model")
+    loaded = ALGOS[algo][0].load(tmp_path / "model")
+    assert loaded.policy.norm == norm
+    assert_same_parameters(model.policy, loaded.policy)
+    obs = np.stack([model.observation_space.sample() for _ in range(8)])
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0],
+                                  loaded.predict(obs, deterministic=True)[0])
+
+
+def test_usual_sb3_kwargs_keep_working():
+    model = make("ppo", norm="ln", net_arch=dict(pi=[8], vf=[8, 8]), activation_fn=torch.nn.ReLU,
+                 ortho_init=False, share_features_extractor=False)
+    assert len(model.policy.mlp_extractor.policy_net) == 2 and len(model.policy.mlp_extractor.value_net) == 4
+    assert isinstance(model.policy.mlp_extractor.value_net[1], torch.nn.ReLU)
+    learn(model, "ppo")
+    model = make("sac", norm="bn", net_arch=dict(pi=[8], qf=[8, 8]), n_critics=3)
+    assert len(model.critic.q_networks) == 3
+
+
+@pytest.mark.parametrize("norm_in, actor_normalized, critic_normalized",
+                         [("both", True, True), ("actor", True, False), ("critic", False, True)])
+def test_norm_in_selects_the_networks(norm_in, actor_normalized, critic_normalized):
+    def normalized(module):
+        return any(isinstance(m, NormalizedLinear) for m in module.modules())
+
+    ppo = make("ppo", norm="bn", norm_in=norm_in).policy.mlp_extractor
+    assert (normalized(ppo.policy_net), normalized(ppo.value_net)) == (actor_normalized, critic_normalized)
+    for algo in ("sac", "td3"):
+        policy = make(algo, norm="bn", norm_in=norm_in).policy
+        assert (normalized(policy.actor), normalized(policy.critic)) == (actor_normalized, critic_normalized)
+        assert normalized(policy.critic_target) == critic_normalized
+
+
+def test_pnorm_normalizes_the_input_of_the_output_layer():
+    policy = make("ppo", norm="pnorm").policy
+    obs = torch.randn(5, 4)
+    latent = policy.mlp_extractor.policy_net(obs)
+    torch.testing.assert_close(latent.norm(dim=1), torch.ones(5))
+
+
+# bad input ------------------------------------------------------------------------------------------------
+
+def test_unknown_norm_is_a_value_error_listing_the_registered_ones():
+    with pytest.raises(ValueError, match=r"unknown norm 'batchnorm'; registered norms: none, bn"):
+        make("ppo", norm="batchnorm")
+
+
+def test_unknown_norm_kwarg_names_the_key():
+    with pytest.raises(ValueError, match="no option 'momentun'"):
+        make("sac", norm="bn", norm_kwargs=dict(momentun=0.1))
+
+
+def test_norm_in_is_checked():
+    with pytest.raises(ValueError, match="norm_in must be one of both, actor, critic; got 'value'"):
+        make("ppo", norm="bn", norm_in="value")
+    with pytest.raises(ValueError, match="DQN has a single Q-network: norm_in must be 'both'"):
+        make("dqn", norm="bn", norm_in="critic")
+
+
+def test_batch_of_one_in_train_mode_says_what_to_change():
+    # n_steps * n_envs = 65 with batch_size 32: the last minibatch holds one sample (SB3 only warns).
+    model = PPO(NormActorCriticPolicy, "CartPole-v1", n_steps=65, batch_size=32, seed=0,
+                policy_kwargs=dict(norm="bn", net_arch=[8]))
+    with pytest.raises(ValueError, match="batch of 1 sample has none.*n_steps \\* n_envs and batch_size"):
+        model.learn(65)
