@@ -1,0 +1,233 @@
+"""The minibatch-noise probe (DESIGN §5): how much a network's output for a state depends on the batch.
+
+For each probe state x, the probe draws K minibatches of B-1 other states from the same pool, runs
+the network in train mode on [x, others] with gradients off, and keeps the output for x:
+
+- minibatch noise of x = std over the K draws (per output unit, then averaged), Huang et al. 2019's
+  stochastic normalization disturbance; zero for batch-independent networks;
+- train/eval gap of x = |mean over the draws - eval-mode output| (per unit, then averaged).
+
+The probe leaves the network exactly as it found it (parameters, running statistics, power-iteration
+vectors, modes) and draws its minibatches from its own generator, so probing during training does not
+change the training run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
+from torch import nn
+
+from rlnorm.norms import NormalizedLinear
+
+
+@dataclass(frozen=True)
+class NoiseMeasurement:
+    """What the probe measured on one network.
+
+    :param noise: minibatch noise, averaged over probe states and output units
+    :param gap: train/eval gap, averaged over probe states and output units
+    :param noise_per_output: minibatch noise of each output unit, averaged over probe states
+    :param noise_per_layer: minibatch noise of each normalized layer's output, by module name
+    :param gap_per_layer: train/eval gap of each normalized layer's output, by module name
+    """
+
+    noise: float
+    gap: float
+    noise_per_output: np.ndarray
+    noise_per_layer: dict[str, float] = field(default_factory=dict)
+    gap_per_layer: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def untouched(module: nn.Module) -> Iterator[None]:
+    """Restore every parameter, buffer and mode of ``module`` on exit, in place.
+
+    In place, because SB3 holds references to running-statistics buffers (DESIGN §4.2). Data-dependent
+    initialization is held off: a probe must not be the batch a layer initializes from.
+
+    :param module: the network to protect
+    """
+    saved = {name: value.detach().clone() for name, value in module.state_dict(keep_vars=True).items()}
+    modes = {sub: sub.training for sub in module.modules()}
+    for layer in module.modules():
+        if isinstance(layer, NormalizedLinear):
+            layer.data_initialized.fill_(True)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, value in module.state_dict(keep_vars=True).items():
+                value.copy_(saved[name])
+        for sub, training in modes.items():
+            sub.training = training
+
+
+def _layer_outputs(module: nn.Module, recorded: dict[str, torch.Tensor]) -> list:
+    """Register hooks that keep the first row of each normalized layer's output."""
+
+    def keep_first_row(name: str):
+        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+            recorded[name] = output[0].clone()
+
+        return hook
+
+    return [
+        layer.register_forward_hook(keep_first_row(name))
+        for name, layer in module.named_modules()
+        if isinstance(layer, NormalizedLinear)
+    ]
+
+
+def minibatch_noise(
+    module: nn.Module,
+    states: torch.Tensor,
+    batch_size: int,
+    n_draws: int = 16,
+    n_probe: int = 32,
+    seed: int = 0,
+) -> NoiseMeasurement:
+    """Measure the minibatch noise and the train/eval gap of ``module`` on a pool of states.
+
+    :param module: a network mapping a batch of rows to a batch of outputs
+    :param states: the pool, one state (network input) per row; probe states and their minibatch
+        companions are drawn from it
+    :param batch_size: B, the batch size the network is trained with
+    :param n_draws: K, minibatches per probe state
+    :param n_probe: number of probe states (at most the pool size)
+    :param seed: seed of the probe's own generator
+    :return: the measurement
+    """
+    n_states = states.shape[0]
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 (a sample and one other), got {batch_size}")
+    if batch_size > n_states:
+        raise ValueError(f"batch_size {batch_size} exceeds the {n_states} states in the pool")
+    if n_draws < 2:
+        raise ValueError(f"n_draws must be at least 2 to measure a spread, got {n_draws}")
+    if n_probe < 1:
+        raise ValueError(f"n_probe must be at least 1, got {n_probe}")
+    generator = torch.Generator().manual_seed(seed)
+    probe_indices = torch.randperm(n_states, generator=generator)[: min(n_probe, n_states)]
+
+    outputs, layer_draws, eval_outputs, eval_layers = [], [], [], []
+    recorded: dict[str, torch.Tensor] = {}
+    hooks = _layer_outputs(module, recorded)
+    try:
+        with untouched(module), torch.no_grad():
+            for index in probe_indices:
+                draws, draws_by_layer = [], []
+                module.train()
+                for _ in range(n_draws):
+                    others = torch.randperm(n_states - 1, generator=generator)[: batch_size - 1]
+                    others = others + (others >= index).long()  # skip the probe state itself
+                    batch = torch.cat([states[index : index + 1], states[others]])
+                    draws.append(module(batch)[0])
+                    draws_by_layer.append(dict(recorded))
+                module.eval()
+                eval_outputs.append(module(states[index : index + 1])[0])
+                eval_layers.append(dict(recorded))
+                outputs.append(torch.stack(draws))
+                layer_draws.append({name: torch.stack([d[name] for d in draws_by_layer]) for name in recorded})
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    draws = torch.stack(outputs)  # probe states x draws x outputs
+    evals = torch.stack(eval_outputs)
+    noise_per_output = draws.std(dim=1).mean(dim=0)
+    gap = (draws.mean(dim=1) - evals).abs().mean()
+    names = list(layer_draws[0]) if layer_draws else []
+    noise_per_layer = {
+        name: torch.stack([per_state[name].std(dim=0).mean() for per_state in layer_draws]).mean().item()
+        for name in names
+    }
+    gap_per_layer = {
+        name: torch.stack(
+            [(per_state[name].mean(dim=0) - evaluated[name]).abs().mean()
+             for per_state, evaluated in zip(layer_draws, eval_layers, strict=True)]
+        ).mean().item()
+        for name in names
+    }
+    return NoiseMeasurement(
+        noise=noise_per_output.mean().item(),
+        gap=gap.item(),
+        noise_per_output=noise_per_output.numpy(),
+        noise_per_layer=noise_per_layer,
+        gap_per_layer=gap_per_layer,
+    )
+
+
+def _buffer_rows(buffer: RolloutBuffer | ReplayBuffer, with_actions: bool) -> torch.Tensor:
+    n_rows = buffer.buffer_size if buffer.full else buffer.pos
+    observations = buffer.observations[:n_rows].reshape(n_rows * buffer.n_envs, -1)
+    rows = [observations]
+    if with_actions:
+        rows.append(buffer.actions[:n_rows].reshape(n_rows * buffer.n_envs, -1))
+    return torch.as_tensor(np.concatenate(rows, axis=1), dtype=torch.float32)
+
+
+def policy_networks(model: BaseAlgorithm) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """The networks of an SB3 model with MLP policies, each with the pool of inputs from its own buffer.
+
+    Actor-critic (PPO, A2C): ``actor`` (action logits or means) and ``value``; DQN: ``q``; SAC and TD3:
+    ``actor`` (mean action) and ``critic`` (the first Q-network, on stored state-action pairs).
+
+    :param model: a model that has collected data (its rollout or replay buffer is not empty)
+    :return: network name -> (network, pool of inputs)
+    """
+    policy = model.policy
+    buffer = model.rollout_buffer if hasattr(model, "rollout_buffer") else model.replay_buffer
+    observations = _buffer_rows(buffer, with_actions=False)
+    if observations.shape[0] == 0:
+        raise ValueError("the model's buffer is empty: train it (or collect a rollout) before probing")
+    if isinstance(policy, ActorCriticPolicy):
+        extractor = policy.mlp_extractor
+        return {
+            "actor": (nn.Sequential(policy.pi_features_extractor, extractor.policy_net, policy.action_net),
+                      observations),
+            "value": (nn.Sequential(policy.vf_features_extractor, extractor.value_net, policy.value_net),
+                      observations),
+        }
+    if isinstance(policy, DQNPolicy):
+        return {"q": (policy.q_net, observations)}
+    if isinstance(policy, (SACPolicy, TD3Policy)):
+        actor = policy.actor
+        if isinstance(policy, SACPolicy):
+            actor_net = nn.Sequential(actor.features_extractor, actor.latent_pi, actor.mu)
+        else:
+            actor_net = nn.Sequential(actor.features_extractor, actor.mu)
+        # Replay buffers store actions scaled to [-1, 1], which is what the critic sees in training.
+        pairs = _buffer_rows(buffer, with_actions=True)
+        return {"actor": (actor_net, observations), "critic": (policy.critic.q_networks[0], pairs)}
+    raise ValueError(f"no probe for policy class {type(policy).__name__}")
+
+
+def probe_model(
+    model: BaseAlgorithm, batch_size: int | None = None, n_draws: int = 16, n_probe: int = 32, seed: int = 0
+) -> dict[str, NoiseMeasurement]:
+    """Probe every network of an SB3 model on states from its own buffer.
+
+    :param model: a trained (or training) SB3 model with an MLP policy
+    :param batch_size: minibatch size to probe at; default: the batch size the algorithm trains with
+    :param n_draws: minibatches per probe state
+    :param n_probe: number of probe states
+    :param seed: seed of the probe's own generator
+    :return: network name -> measurement
+    """
+    if batch_size is None:
+        batch_size = getattr(model, "batch_size", None) or model.n_steps * model.n_envs
+    measurements = {}
+    for name, (network, pool) in policy_networks(model).items():
+        measurements[name] = minibatch_noise(network, pool, min(batch_size, pool.shape[0]), n_draws, n_probe, seed)
+    return measurements

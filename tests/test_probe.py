@@ -1,0 +1,116 @@
+"""The minibatch-noise probe against theory (DESIGN §5) and on SB3 models."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import DQN, PPO, SAC, TD3
+from torch import nn
+
+from rlnorm.norms import BatchNorm, MeanOnlyBatchNorm, get_norm
+from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+from rlnorm.probe import minibatch_noise, probe_model
+
+SIGMA, FEATURES, POOL, B = 2.0, 8, 20_000, 64
+
+
+@pytest.fixture(scope="module")
+def gaussian_pool():
+    return torch.randn(POOL, FEATURES, generator=torch.Generator().manual_seed(0)) * SIGMA
+
+
+def test_mean_only_noise_is_sigma_over_root_b(gaussian_pool):
+    measured = minibatch_noise(MeanOnlyBatchNorm(FEATURES), gaussian_pool, B, n_draws=64, n_probe=32)
+    expected = SIGMA * math.sqrt(B - 1) / B  # sd of the mean of B-1 others, divided by B
+    assert measured.noise == pytest.approx(expected, rel=0.08)
+
+
+def test_batch_norm_noise_follows_the_clt_prediction(gaussian_pool):
+    layer = BatchNorm(FEATURES)
+    measured = minibatch_noise(layer, gaussian_pool, B, n_draws=64, n_probe=32)
+    # Per probe state and unit, sd ≈ sqrt((1 + z²/2) / B) at standardized value z; average the same way.
+    probe = gaussian_pool[torch.randperm(POOL, generator=torch.Generator().manual_seed(0))[:32]]
+    z = probe / SIGMA
+    expected = torch.sqrt((1 + z**2 / 2) / B).mean().item()
+    assert measured.noise == pytest.approx(expected, rel=0.08)
+    # and BN's noise exceeds mean-only BN's once both are in the same units (divide mobn's by sigma)
+    mean_only = minibatch_noise(MeanOnlyBatchNorm(FEATURES), gaussian_pool, B, n_draws=64, n_probe=32)
+    assert measured.noise > mean_only.noise / SIGMA
+
+
+@pytest.mark.parametrize("norm", ["none", "wn", "ln", "rms"])
+def test_batch_independent_networks_have_no_noise_and_no_gap(gaussian_pool, norm):
+    torch.manual_seed(0)
+    network = nn.Sequential(get_norm(norm).factory(nn.Linear(FEATURES, 16)), nn.Tanh(), nn.Linear(16, 3))
+    measured = minibatch_noise(network, gaussian_pool, B, n_draws=8, n_probe=8)
+    assert measured.noise < 1e-6 and measured.gap < 1e-6
+    assert all(value < 1e-6 for value in measured.noise_per_layer.values())
+
+
+def test_per_layer_noise_and_gap_are_reported_for_each_normalized_layer(gaussian_pool):
+    torch.manual_seed(0)
+    network = nn.Sequential(get_norm("bn").factory(nn.Linear(FEATURES, 16)), nn.ReLU(),
+                            get_norm("bn").factory(nn.Linear(16, 16)), nn.ReLU(), nn.Linear(16, 2))
+    network.train()
+    network(gaussian_pool[:512])  # running statistics that are not the data's: a real train/eval gap
+    measured = minibatch_noise(network, gaussian_pool, B, n_draws=8, n_probe=8)
+    assert set(measured.noise_per_layer) == {"0", "2"}
+    assert all(value > 0.01 for value in measured.noise_per_layer.values())
+    assert measured.gap > 0 and measured.noise_per_output.shape == (2,)
+
+
+def test_probe_leaves_the_network_and_the_global_generator_untouched(gaussian_pool):
+    network = nn.Sequential(get_norm("wn+mobn").factory(nn.Linear(FEATURES, 16), init="data"), nn.Tanh(),
+                            get_norm("sn").factory(nn.Linear(16, 16)), nn.Linear(16, 1))
+    network.eval()
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    rng_state = torch.get_rng_state()
+    minibatch_noise(network, gaussian_pool, B, n_draws=4, n_probe=4)
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    assert not any(module.training for module in network.modules())
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_probe_rejects_impossible_settings(gaussian_pool):
+    with pytest.raises(ValueError, match="batch_size 30000 exceeds the 20000 states"):
+        minibatch_noise(BatchNorm(FEATURES), gaussian_pool, 30_000)
+    with pytest.raises(ValueError, match="n_draws must be at least 2"):
+        minibatch_noise(BatchNorm(FEATURES), gaussian_pool, B, n_draws=1)
+
+
+MODELS = {
+    "ppo": (lambda norm: PPO(NormActorCriticPolicy, "CartPole-v1", n_steps=128, batch_size=32, seed=0,
+                             policy_kwargs=dict(norm=norm, net_arch=[16])), 128, {"actor", "value"}),
+    "dqn": (lambda norm: DQN(NormDQNPolicy, "CartPole-v1", learning_starts=64, batch_size=32, seed=0,
+                             policy_kwargs=dict(norm=norm, net_arch=[16])), 128, {"q"}),
+    "sac": (lambda norm: SAC(NormSACPolicy, "Pendulum-v1", learning_starts=64, batch_size=32, seed=0,
+                             policy_kwargs=dict(norm=norm, net_arch=[16])), 80, {"actor", "critic"}),
+    "td3": (lambda norm: TD3(NormTD3Policy, "Pendulum-v1", learning_starts=64, batch_size=32, seed=0,
+                             policy_kwargs=dict(norm=norm, net_arch=[16])), 80, {"actor", "critic"}),
+}
+
+
+@pytest.mark.parametrize("algo", list(MODELS))
+def test_probe_model_measures_every_network_from_its_own_buffer(algo):
+    build, steps, networks = MODELS[algo]
+    for norm in ("none", "bn"):
+        model = build(norm)
+        model.learn(steps)
+        measured = probe_model(model, n_draws=4, n_probe=4)
+        assert set(measured) == networks
+        for measurement in measured.values():
+            assert (measurement.noise > 1e-4) == (norm == "bn")
+
+
+def test_probing_during_training_does_not_change_the_run():
+    def train(probe: bool):
+        model = MODELS["ppo"][0]("bn")
+        model.learn(128)
+        if probe:
+            probe_model(model, n_draws=4, n_probe=4)
+        model.learn(128, reset_num_timesteps=False)
+        return np.concatenate([p.detach().numpy().ravel() for p in model.policy.state_dict().values()])
+
+    np.testing.assert_array_equal(train(probe=True), train(probe=False))
