@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import weight_norm
+from torch.nn.utils.parametrizations import _WeightNorm, weight_norm
 
 Placement = Literal["hidden", "penultimate"]
 
@@ -42,8 +42,12 @@ def _check_batch_statistics_possible(layer: str, x: torch.Tensor) -> None:
         )
 
 
-class BatchNorm(nn.BatchNorm1d):
-    """``torch.nn.BatchNorm1d`` with a clear error for a train-mode batch of one sample.
+class BatchNorm(nn.Module):
+    """Batch normalization, as ``torch.nn.BatchNorm1d`` computes it, with a clear error for a train-mode
+    batch of one sample.
+
+    Calls ``F.batch_norm`` directly: ``BatchNorm1d.forward`` adds Python work and a counter update to
+    every call, which is a visible share of a small RL network's step.
 
     :param num_features: number of features
     :param momentum: weight of the newest batch in the running statistics
@@ -51,17 +55,29 @@ class BatchNorm(nn.BatchNorm1d):
     """
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum)
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"bn momentum must be in [0, 1], got {momentum}")
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             _check_batch_statistics_possible("bn", x)
-        return super().forward(x)
+        # In train mode torch updates the running statistics in place (unbiased variance).
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                            self.momentum, self.eps)
 
     def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
         scale = self.weight / torch.sqrt(self.running_var + self.eps)
         return scale, self.bias - self.running_mean * scale
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, momentum={self.momentum}, eps={self.eps}"
 
 
 class MeanOnlyBatchNorm(nn.Module):
@@ -216,6 +232,12 @@ class NormalizedLinear(nn.Module):
     initialization on its first train-mode batch: with t = v·x/‖v‖, g ← 1/σ(t) and (unless a
     mean-only BN follows, which takes care of the mean) b ← -μ(t)/σ(t).
 
+    Folding: in eval mode an affine norm (bn, mobn, brn, or none after a reparametrized weight) is one
+    Linear. When :meth:`start_folding` has been called (SB3 policies here do it when a rollout starts),
+    eval-mode calls without gradients use that Linear, computed once and cached until the layer next
+    runs in train mode or with gradients, loads a state dict, or :meth:`stop_folding` is called. The
+    output is the same up to float rounding; the rollout no longer pays for the norm.
+
     :param linear: the hidden layer
     :param norm: the layer after it (``nn.Identity`` for weight-only norms)
     :param data_init: initialize the weight norm from the first train-mode batch
@@ -228,13 +250,64 @@ class NormalizedLinear(nn.Module):
         self.data_init = data_init
         # A buffer so that it is saved and loaded with the model: a loaded model is not re-initialized.
         self.register_buffer("data_initialized", torch.tensor(not data_init))
+        self._awaiting_data = data_init
         # Layers (of a target network) that must start from the same data-dependent initialization.
         self.copies_to: list[NormalizedLinear] = []
+        self._weight_normalized = parametrize.is_parametrized(linear, "weight") and isinstance(
+            linear.parametrizations.weight[0], _WeightNorm
+        )
+        self._foldable = isinstance(self.norm, nn.Identity) or hasattr(self.norm, "eval_affine")
+        self._folding = False
+        self._folded: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not self.data_initialized:
-            self._initialize_from(x)
-        return self.norm(self.linear(x))
+        if self.training or torch.is_grad_enabled():
+            self._folded = None
+            if self.training and self._awaiting_data:
+                self._initialize_from(x)
+        elif self._folding:
+            if self._folded is None:
+                self._folded = self._fold()
+            return F.linear(x, *self._folded)
+        # .forward rather than __call__: the wrapper's own call already pays for hooks and dispatch.
+        return self.norm.forward(F.linear(x, self.effective_weight(), self.linear.bias))
+
+    def effective_weight(self) -> torch.Tensor:
+        """:return: the weight the Linear applies (after weight or spectral normalization)."""
+        if self._weight_normalized:
+            # The fused op the parametrization would call, without its Python machinery.
+            weight = self.linear.parametrizations.weight
+            return torch._weight_norm(weight.original1, weight.original0, 0)
+        return self.linear.weight
+
+    @torch.no_grad()
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weight, bias = self.effective_weight(), self.linear.bias
+        if isinstance(self.norm, nn.Identity):
+            return weight.clone(), None if bias is None else bias.clone()
+        scale, shift = self.norm.eval_affine()
+        folded_bias = shift if bias is None else bias * scale + shift
+        return weight * scale.unsqueeze(1), folded_bias
+
+    def start_folding(self) -> None:
+        """Use the folded Linear for eval-mode calls without gradients (no-op for non-affine norms)."""
+        if not self._folding:
+            self._folding = self._foldable
+            self._folded = None
+
+    def stop_folding(self) -> None:
+        """Compute every call through the layers again."""
+        self._folding = False
+        self._folded = None
+
+    def hold_data_init(self, hold: bool) -> None:
+        """:param hold: whether to suspend data-dependent initialization (the probe must not trigger it)."""
+        self._awaiting_data = not hold and not bool(self.data_initialized)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._folded = None
+        self._awaiting_data = not bool(self.data_initialized)
 
     @torch.no_grad()
     def _initialize_from(self, x: torch.Tensor) -> None:
@@ -246,6 +319,7 @@ class NormalizedLinear(nn.Module):
         if self.linear.bias is not None:
             self.linear.bias.copy_(0.0 if isinstance(self.norm, MeanOnlyBatchNorm) else -mean / std)
         self.data_initialized.fill_(True)
+        self._awaiting_data = False
         for twin in self.copies_to:
             twin.load_state_dict(self.state_dict())
 

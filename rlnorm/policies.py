@@ -47,6 +47,25 @@ class _NormConfigured:
     def _normalize(self, net: nn.Sequential, has_output_layer: bool) -> None:
         normalize_mlp(net, self.norm, self.norm_kwargs, has_output_layer=has_output_layer)
 
+    def set_training_mode(self, mode: bool) -> None:
+        super().set_training_mode(mode)  # type: ignore[misc]
+        # Parameters only change in train mode (SB3 switches to it before every update), so between two
+        # updates each online layer can act as one folded Linear. Target networks never fold: SB3 moves
+        # their weights while they stay in eval mode.
+        for layer in self._online_norm_layers():
+            if mode:
+                layer.stop_folding()
+            else:
+                layer.start_folding()
+
+    def _online_norm_layers(self) -> list[NormalizedLinear]:
+        if not hasattr(self, "_online_layers"):
+            self._online_layers = [
+                module for name, module in self.named_modules()  # type: ignore[attr-defined]
+                if isinstance(module, NormalizedLinear) and not name.split(".")[0].endswith("_target")
+            ]
+        return self._online_layers
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
         data.update(norm=self.norm, norm_kwargs=self.norm_kwargs, norm_in=self.norm_in)

@@ -60,9 +60,9 @@ def untouched(module: nn.Module) -> Iterator[None]:
     """
     saved = {name: value.detach().clone() for name, value in module.state_dict(keep_vars=True).items()}
     modes = {sub: sub.training for sub in module.modules()}
-    for layer in module.modules():
-        if isinstance(layer, NormalizedLinear):
-            layer.data_initialized.fill_(True)
+    layers = [layer for layer in module.modules() if isinstance(layer, NormalizedLinear)]
+    for layer in layers:
+        layer.hold_data_init(True)
     try:
         yield
     finally:
@@ -71,6 +71,8 @@ def untouched(module: nn.Module) -> Iterator[None]:
                 value.copy_(saved[name])
         for sub, training in modes.items():
             sub.training = training
+        for layer in layers:
+            layer.hold_data_init(False)
 
 
 def _layer_outputs(module: nn.Module, recorded: dict[str, torch.Tensor]) -> list:

@@ -247,3 +247,62 @@ def test_register_norm_makes_a_user_norm_available(monkeypatch):
     assert validate_norm("dropout", {"p": 0.2}).options == ("p",)
     net = normalize_mlp(nn.Sequential(nn.Linear(2, 4), nn.ReLU()), "dropout", {"p": 0.5})
     assert isinstance(net[0].norm, nn.Dropout) and net[0].norm.p == 0.5
+
+
+FOLDABLE = ["bn", "mobn", "wn", "wn+mobn", "brn", "sn"]
+
+
+def trained_layer(norm: str) -> nn.Module:
+    layer = hidden_layer(norm)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    for _ in range(5):
+        layer(torch.randn(32, 6) * 2 + 1).pow(2).mean().backward()
+        optimizer.step()
+    return layer.eval()
+
+
+@pytest.mark.parametrize("norm", FOLDABLE)
+def test_folded_eval_layer_computes_the_same_function(norm):
+    layer = trained_layer(norm)
+    x = torch.randn(16, 6)
+    with torch.no_grad():
+        unfolded = layer(x)
+        layer.start_folding()
+        folded = layer(x)
+    assert layer._folded is not None
+    torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["bn", "wn+mobn"])
+def test_fold_cache_is_dropped_when_parameters_can_change(norm):
+    layer = trained_layer(norm)
+    layer.start_folding()
+    x = torch.randn(16, 6)
+    with torch.no_grad():
+        layer(x)
+    # a train-mode step changes the statistics and (after the optimizer) the weights
+    layer.train()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(torch.randn(32, 6) * 3).pow(2).mean().backward()
+    optimizer.step()
+    layer.eval()
+    with torch.no_grad():
+        folded = layer(x)
+        layer.stop_folding()
+        unfolded = layer(x)
+    torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+    # loading a state dict drops the cache too
+    other = trained_layer(norm)
+    layer.start_folding()
+    with torch.no_grad():
+        layer(x)
+        layer.load_state_dict(other.state_dict())
+        torch.testing.assert_close(layer(x), other(x), atol=1e-5, rtol=1e-5)
+
+
+def test_layer_norm_never_folds():
+    layer = trained_layer("ln")
+    layer.start_folding()
+    with torch.no_grad():
+        layer(torch.randn(4, 6))
+    assert layer._folded is None

@@ -306,3 +306,23 @@ def test_batch_of_one_in_train_mode_says_what_to_change():
                 policy_kwargs=dict(norm="bn", net_arch=[8]))
     with pytest.raises(ValueError, match="batch of 1 sample has none.*n_steps \\* n_envs and batch_size"):
         model.learn(65)
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_rollouts_fold_online_layers_only_and_compute_the_unfolded_function(algo):
+    model = make(algo, norm="bn")
+    learn(model, algo)
+    policy = model.policy
+    obs = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(8)]))
+    policy.set_training_mode(False)
+    layers = [(name, m) for name, m in policy.named_modules() if isinstance(m, NormalizedLinear)]
+    with torch.no_grad():
+        folded = policy._predict(obs, deterministic=True)
+        assert all(m._folding for name, m in layers if "_target" not in name)
+        assert all(not m._folding for name, m in layers if "_target" in name)
+        acted = [m for name, m in layers if m._folded is not None]
+        assert acted and all("_target" not in name for name, m in layers if m._folded is not None)
+        for _, m in layers:
+            m.stop_folding()
+        unfolded = policy._predict(obs, deterministic=True)
+    torch.testing.assert_close(folded, unfolded, rtol=1e-4, atol=1e-5)
