@@ -326,3 +326,17 @@ def test_rollouts_fold_online_layers_only_and_compute_the_unfolded_function(algo
             m.stop_folding()
         unfolded = policy._predict(obs, deterministic=True)
     torch.testing.assert_close(folded, unfolded, rtol=1e-4, atol=1e-5)
+
+
+def optimizers(policy):
+    return [policy.optimizer] if hasattr(policy, "optimizer") else [policy.actor.optimizer, policy.critic.optimizer]
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_optimizers_keep_sb3_settings_and_only_change_implementation(algo):
+    plain, ours = make(algo, policy="MlpPolicy"), make(algo, norm="bn")
+    for theirs, mine in zip(optimizers(plain.policy), optimizers(ours.policy), strict=True):
+        assert type(theirs) is type(mine)
+        for key, value in theirs.param_groups[0].items():
+            if key != "params":
+                assert mine.param_groups[0][key] == (True if key == "foreach" else value), key
