@@ -42,12 +42,82 @@ def _check_batch_statistics_possible(layer: str, x: torch.Tensor) -> None:
         )
 
 
-class BatchNorm(nn.Module):
-    """Batch normalization, as ``torch.nn.BatchNorm1d`` computes it, with a clear error for a train-mode
-    batch of one sample.
+#: Where a batch-statistics layer takes its statistics from in train mode (eval mode always uses the
+#: running ones): ``batch``, updating the running ones (SB3's BN); ``batch_only``, leaving them alone
+#: (a target network scoring its own batch); ``running``, which batches only update (no minibatch
+#: noise, no mode switch); ``fixed``, set from the first train-mode batch and never updated.
+STATISTICS_SOURCES = ("batch", "batch_only", "running", "fixed")
 
-    Calls ``F.batch_norm`` directly: ``BatchNorm1d.forward`` adds Python work and a counter update to
-    every call, which is a visible share of a small RL network's step.
+
+class BatchStatisticsNorm(nn.Module):
+    """Base of the norms that keep running statistics (bn, mobn, brn): where train mode takes them from.
+
+    :param momentum: weight of the newest batch in the running statistics
+    """
+
+    def __init__(self, momentum: float) -> None:
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{type(self).__name__} momentum must be in [0, 1], got {momentum}")
+        self.momentum = momentum
+        self.statistics = "batch"
+        # A buffer, so that a saved model keeps its fixed statistics fixed.
+        self.register_buffer("statistics_fixed", torch.tensor(False))
+        self._awaiting_first_batch = False
+
+    def set_statistics(self, source: str) -> None:
+        """:param source: one of :data:`STATISTICS_SOURCES`"""
+        if source not in STATISTICS_SOURCES:
+            raise ValueError(f"statistics source must be one of {', '.join(STATISTICS_SOURCES)}; got {source!r}")
+        self.statistics = source
+        self._awaiting_first_batch = source == "fixed" and not bool(self.statistics_fixed)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.set_statistics(self.statistics)
+
+    def _train_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and (biased) variance a train-mode call normalizes with, after updating the running
+        statistics as ``statistics`` says. Running statistics are returned as copies: the in-place
+        update of a later call must not touch a tensor this call's backward pass needs.
+        """
+        _check_batch_statistics_possible(type(self).__name__, x)
+        if self.statistics in ("batch", "batch_only"):
+            var, mean = torch.var_mean(x, dim=0, correction=0)
+            if self.statistics == "batch":
+                self._update_running(mean.detach(), var.detach() * x.shape[0] / (x.shape[0] - 1))
+            return mean, var
+        mean, var = self.running_mean.clone(), self._running_var().clone()
+        if self.statistics == "running" or self._awaiting_first_batch:
+            with torch.no_grad():
+                batch_var, batch_mean = torch.var_mean(x, dim=0)
+                if self._awaiting_first_batch:
+                    self.running_mean.copy_(batch_mean)
+                    self._copy_running_var(batch_var)
+                    self.statistics_fixed.fill_(True)
+                    self._awaiting_first_batch = False
+                    return self.running_mean.clone(), self._running_var().clone()
+                self._update_running(batch_mean, batch_var)
+        return mean, var
+
+    def _running_var(self) -> torch.Tensor:
+        return self.running_var
+
+    def _copy_running_var(self, batch_var: torch.Tensor) -> None:
+        self.running_var.copy_(batch_var)
+
+    @torch.no_grad()
+    def _update_running(self, batch_mean: torch.Tensor, batch_var: torch.Tensor) -> None:
+        self.running_mean.lerp_(batch_mean, self.momentum)
+        self.running_var.lerp_(batch_var, self.momentum)
+
+
+class BatchNorm(BatchStatisticsNorm):
+    """Batch normalization, as ``torch.nn.BatchNorm1d`` computes it, with a clear error for a train-mode
+    batch of one sample, and a choice of statistics for train mode (:data:`STATISTICS_SOURCES`).
+
+    SB3's usual case calls ``F.batch_norm`` directly: ``BatchNorm1d.forward`` adds Python work and a
+    counter update to every call, a visible share of a small RL network's step.
 
     :param num_features: number of features
     :param momentum: weight of the newest batch in the running statistics
@@ -55,21 +125,22 @@ class BatchNorm(nn.Module):
     """
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
-        super().__init__()
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"bn momentum must be in [0, 1], got {momentum}")
-        self.momentum, self.eps = momentum, eps
+        super().__init__(momentum)
+        self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            _check_batch_statistics_possible("bn", x)
-        # In train mode torch updates the running statistics in place (unbiased variance).
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
-                            self.momentum, self.eps)
+        if not self.training or self.statistics == "batch":
+            if self.training:
+                _check_batch_statistics_possible("bn", x)
+            # In train mode torch updates the running statistics in place (unbiased variance).
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                                self.momentum, self.eps)
+        mean, var = self._train_statistics(x)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
     def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
@@ -80,32 +151,42 @@ class BatchNorm(nn.Module):
         return f"{self.weight.shape[0]}, momentum={self.momentum}, eps={self.eps}"
 
 
-class MeanOnlyBatchNorm(nn.Module):
+class MeanOnlyBatchNorm(BatchStatisticsNorm):
     """Salimans & Kingma's mean-only batch normalization: ``x - mean + bias``, no division.
 
-    Train mode subtracts the batch mean and updates ``running_mean`` in place; eval mode subtracts
-    ``running_mean``.
+    Train mode subtracts the batch mean and updates ``running_mean`` in place (or, with another
+    statistics source, see :data:`STATISTICS_SOURCES`); eval mode subtracts ``running_mean``.
 
     :param num_features: number of features
     :param momentum: weight of the newest batch in the running mean
     """
 
     def __init__(self, num_features: int, momentum: float = 0.1) -> None:
-        super().__init__()
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"mobn momentum must be in [0, 1], got {momentum}")
-        self.momentum = momentum
+        super().__init__(momentum)
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if not self.training:
+            return x - self.running_mean + self.bias
+        if self.statistics == "batch":
             _check_batch_statistics_possible("mobn", x)
             batch_mean = x.mean(dim=0)
             with torch.no_grad():
                 self.running_mean.lerp_(batch_mean, self.momentum)
             return x - batch_mean + self.bias
-        return x - self.running_mean + self.bias
+        mean, _ = self._train_statistics(x)
+        return x - mean + self.bias
+
+    def _running_var(self) -> torch.Tensor:
+        return self.running_mean  # no variance kept; the value is never used
+
+    def _copy_running_var(self, batch_var: torch.Tensor) -> None:
+        pass
+
+    @torch.no_grad()
+    def _update_running(self, batch_mean: torch.Tensor, batch_var: torch.Tensor) -> None:
+        self.running_mean.lerp_(batch_mean, self.momentum)
 
     def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
@@ -115,7 +196,7 @@ class MeanOnlyBatchNorm(nn.Module):
         return f"{self.bias.shape[0]}, momentum={self.momentum}"
 
 
-class BatchRenorm(nn.Module):
+class BatchRenorm(BatchStatisticsNorm):
     """Batch Renormalization (Ioffe 2017) as CrossQ (Bhatt et al. 2024) uses it.
 
     Same arithmetic and defaults as sb3-contrib's ``BatchRenorm``, but with the running statistics
@@ -141,8 +222,8 @@ class BatchRenorm(nn.Module):
         r_max: float = 3.0,
         d_max: float = 5.0,
     ) -> None:
-        super().__init__()
-        self.momentum, self.eps, self.warmup_steps = momentum, eps, warmup_steps
+        super().__init__(momentum)
+        self.eps, self.warmup_steps = eps, warmup_steps
         self.r_max, self.d_max = r_max, d_max
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
@@ -151,7 +232,9 @@ class BatchRenorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if not self.training:
+            mean, var = self.running_mean, self.running_var
+        elif self.statistics in ("batch", "batch_only"):
             _check_batch_statistics_possible("brn", x)
             batch_mean, batch_var = x.mean(dim=0), x.var(dim=0)
             if self.num_batches_tracked > self.warmup_steps:
@@ -161,13 +244,16 @@ class BatchRenorm(nn.Module):
                 mean, var = batch_mean - d * batch_var.sqrt() / r, batch_var / r**2
             else:
                 mean, var = batch_mean, batch_var
-            with torch.no_grad():
-                self.running_mean.lerp_(batch_mean, self.momentum)
-                self.running_var.lerp_(batch_var, self.momentum)
-                self.num_batches_tracked.add_(1)
+            if self.statistics == "batch":
+                self._update_running(batch_mean.detach(), batch_var.detach())
         else:
-            mean, var = self.running_mean, self.running_var
+            mean, var = self._train_statistics(x)
         return (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
+
+    @torch.no_grad()
+    def _update_running(self, batch_mean: torch.Tensor, batch_var: torch.Tensor) -> None:
+        super()._update_running(batch_mean, batch_var)
+        self.num_batches_tracked.add_(1)
 
     def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
@@ -407,13 +493,18 @@ class NormSpec:
     description: str
     placement: Placement
     options: tuple[str, ...] = field(default=())
+    batch_statistics: bool = False
 
 
 _REGISTRY: dict[str, NormSpec] = {}
 
 
 def register_norm(
-    name: str, factory: Callable[..., nn.Module], description: str, placement: Placement = "hidden"
+    name: str,
+    factory: Callable[..., nn.Module],
+    description: str,
+    placement: Placement = "hidden",
+    batch_statistics: bool = False,
 ) -> None:
     """Make a norm available to the policies as ``policy_kwargs=dict(norm=name)``.
 
@@ -424,12 +515,14 @@ def register_norm(
     :param description: one line, shown by ``rlnorm norms``
     :param placement: ``"hidden"`` (after every hidden Linear) or ``"penultimate"`` (once, before the
         output layer)
+    :param batch_statistics: whether the norm normalizes with batch statistics through
+        :class:`BatchStatisticsNorm` layers, and so takes a ``norm_mode``
     """
     if placement not in ("hidden", "penultimate"):
         raise ValueError(f"placement must be 'hidden' or 'penultimate', got {placement!r}")
     parameters = list(inspect.signature(factory).parameters.values())[1:]
     options = tuple(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
-    _REGISTRY[name] = NormSpec(name, factory, description, placement, options)
+    _REGISTRY[name] = NormSpec(name, factory, description, placement, options, batch_statistics)
 
 
 def available_norms() -> list[str]:
@@ -499,12 +592,16 @@ def normalize_mlp(net: nn.Sequential, norm: str, norm_kwargs: dict[str, Any] | N
 
 
 register_norm("none", no_norm, "no normalization: exactly SB3's network")
-register_norm("bn", batch_norm, "BatchNorm: (x - batch mean) / batch std, affine; running stats in eval")
-register_norm("mobn", mean_only_batch_norm, "mean-only BatchNorm (Salimans & Kingma): x - batch mean + b")
+register_norm("bn", batch_norm, "BatchNorm: (x - batch mean) / batch std, affine; running stats in eval",
+              batch_statistics=True)
+register_norm("mobn", mean_only_batch_norm, "mean-only BatchNorm (Salimans & Kingma): x - batch mean + b",
+              batch_statistics=True)
 register_norm("wn", weight_norm_linear, "weight normalization: w = g v / |v| per unit; batch-independent")
-register_norm("wn+mobn", weight_norm_mean_only_batch_norm, "weight norm, then mean-only BatchNorm (the paper's pair)")
+register_norm("wn+mobn", weight_norm_mean_only_batch_norm, "weight norm, then mean-only BatchNorm (the paper's pair)",
+              batch_statistics=True)
 register_norm("ln", layer_norm, "LayerNorm over each sample's features; batch-independent")
-register_norm("brn", batch_renorm, "Batch Renormalization as CrossQ uses it (r_max 3, d_max 5, warm-up)")
+register_norm("brn", batch_renorm, "Batch Renormalization as CrossQ uses it (r_max 3, d_max 5, warm-up)",
+              batch_statistics=True)
 register_norm("rms", rms_norm, "RMSNorm over each sample's features; batch-independent")
 register_norm("sn", spectral_norm, "spectral normalization of each hidden weight (power iteration)")
 register_norm("pnorm", penultimate_norm, "divide the last hidden activations by their L2 norm", "penultimate")

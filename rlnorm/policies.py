@@ -8,7 +8,17 @@ network and every usual SB3 policy kwarg keeps working::
     SAC(NormSACPolicy, "Pendulum-v1", policy_kwargs=dict(norm="bn", norm_in="critic"))
 
 Modes are SB3's: rollouts and ``predict`` run in eval mode, gradient steps in train mode, target
-networks always in eval mode (DESIGN §4.1–4.3).
+networks always in eval mode (DESIGN §4.1–4.3). For the norms with batch statistics, ``norm_mode``
+takes apart the three mechanisms behind "BN hurts RL" (DESIGN §4c):
+
+- ``"sb3"`` (default): exactly SB3 — minibatch noise, the train/eval mode switch, and running
+  statistics that chase the state distribution the policy makes;
+- ``"consistent"``: no mode switch in the update — PPO/A2C compare against log-probs and values of the
+  pre-update parameters in train mode on the same minibatch; DQN/SAC/TD3 target networks normalize with
+  the statistics of the batch they score — noise and chasing statistics remain;
+- ``"frozen"``: layers normalize with their running statistics in every mode, batches only update them
+  — only chasing statistics remain;
+- ``"fixed"``: statistics set from the first training batch and never updated — none of the three.
 """
 
 from __future__ import annotations
@@ -25,21 +35,55 @@ from stable_baselines3.td3.policies import Actor as TD3Actor
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
-from rlnorm.norms import NormalizedLinear, normalize_mlp, validate_norm
+from rlnorm.norms import BatchStatisticsNorm, NormalizedLinear, available_norms, get_norm, normalize_mlp, validate_norm
 
 NORM_IN = ("both", "actor", "critic")
+NORM_MODES = ("sb3", "consistent", "frozen", "fixed")
+#: The statistics source (see :data:`rlnorm.norms.STATISTICS_SOURCES`) of online layers in train mode.
+_ONLINE_STATISTICS = {"sb3": "batch", "consistent": "batch", "frozen": "running", "fixed": "fixed"}
+
+
+def validate_norm_mode(norm: str, norm_mode: str) -> None:
+    """:param norm: a registered norm name
+    :param norm_mode: one of :data:`NORM_MODES`; anything but ``"sb3"`` needs a batch-statistics norm
+    """
+    if norm_mode not in NORM_MODES:
+        raise ValueError(f"norm_mode must be one of {', '.join(NORM_MODES)}; got {norm_mode!r}")
+    if norm_mode != "sb3" and not get_norm(norm).batch_statistics:
+        with_statistics = [name for name in available_norms() if get_norm(name).batch_statistics]
+        raise ValueError(
+            f"norm_mode {norm_mode!r} applies to norms with batch statistics ({', '.join(with_statistics)}); "
+            f"norm {norm!r} has none, so its only mode is 'sb3'"
+        )
+
+
+def _is_target(module_name: str) -> bool:
+    return module_name.split(".")[0].endswith("_target")
 
 
 class _NormConfigured:
-    """The three norm options every policy here takes, validated before SB3 builds anything."""
+    """What every policy here shares: the norm options, validated before SB3 builds anything, and the
+    handling of modes once it has.
+    """
 
-    def _set_norm(self, norm: str, norm_kwargs: dict[str, Any] | None, norm_in: str) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        norm: str = "none",
+        norm_kwargs: dict[str, Any] | None = None,
+        norm_in: str = "both",
+        norm_mode: str = "sb3",
+        **kwargs: Any,
+    ) -> None:
         validate_norm(norm, norm_kwargs)
         if norm_in not in NORM_IN:
             raise ValueError(f"norm_in must be one of {', '.join(NORM_IN)}; got {norm_in!r}")
+        validate_norm_mode(norm, norm_mode)
         self.norm = norm
         self.norm_kwargs = dict(norm_kwargs or {})
         self.norm_in = norm_in
+        self.norm_mode = norm_mode
+        super().__init__(*args, **kwargs)
 
     def _normalizes(self, role: str) -> bool:
         return self.norm != "none" and self.norm_in in ("both", role)
@@ -47,24 +91,34 @@ class _NormConfigured:
     def _normalize(self, net: nn.Sequential, has_output_layer: bool) -> None:
         normalize_mlp(net, self.norm, self.norm_kwargs, has_output_layer=has_output_layer)
 
+    def _finish_build(self, *optimizers: th.optim.Optimizer) -> None:
+        """After SB3's ``_build``: statistics sources for ``norm_mode``, and fast optimizers."""
+        modules = list(self.named_modules())  # type: ignore[attr-defined]
+        self._online_layers = [m for name, m in modules if isinstance(m, NormalizedLinear) and not _is_target(name)]
+        for name, module in modules:
+            if isinstance(module, BatchStatisticsNorm):
+                consistent_target = _is_target(name) and self.norm_mode == "consistent"
+                module.set_statistics("batch_only" if consistent_target else _ONLINE_STATISTICS[self.norm_mode])
+        self._consistent_targets = [
+            m for name, m in modules
+            if isinstance(m, BatchStatisticsNorm) and _is_target(name) and self.norm_mode == "consistent"
+        ]
+        self._use_multi_tensor_optimizers(*optimizers)
+
     def set_training_mode(self, mode: bool) -> None:
         super().set_training_mode(mode)  # type: ignore[misc]
         # Parameters only change in train mode (SB3 switches to it before every update), so between two
         # updates each online layer can act as one folded Linear. Target networks never fold: SB3 moves
         # their weights while they stay in eval mode.
-        for layer in self._online_norm_layers():
+        for layer in self._online_layers:
             if mode:
                 layer.stop_folding()
             else:
                 layer.start_folding()
-
-    def _online_norm_layers(self) -> list[NormalizedLinear]:
-        if not hasattr(self, "_online_layers"):
-            self._online_layers = [
-                module for name, module in self.named_modules()  # type: ignore[attr-defined]
-                if isinstance(module, NormalizedLinear) and not name.split(".")[0].endswith("_target")
-            ]
-        return self._online_layers
+        # A consistent target normalizes with the statistics of the batch it scores: train mode for its
+        # norm layers only (which update nothing there), whatever mode SB3 leaves the target in.
+        for layer in self._consistent_targets:
+            layer.train(True)
 
     def _use_multi_tensor_optimizers(self, *optimizers: th.optim.Optimizer) -> None:
         """Switch the optimizers to their multi-tensor ("foreach") implementation: the same update rule,
@@ -82,7 +136,7 @@ class _NormConfigured:
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs, norm_in=self.norm_in)
+        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs, norm_in=self.norm_in, norm_mode=self.norm_mode)
         return data
 
 
@@ -106,67 +160,90 @@ class NormActorCriticPolicy(_NormConfigured, ActorCriticPolicy):
     weight SB3 chose; the optimizer is then rebuilt over the new parameters.
 
     Every update, the first call of :meth:`evaluate_actions` also measures the train/eval mode mismatch:
-    the deviation from 1 of the probability ratio between train mode (how PPO/A2C learn) and eval mode
-    (how the rollout was collected), with unchanged parameters. It is kept in ``mode_mismatch``
-    (mean |r - 1|) and ``mode_mismatch_max``, counted in ``mode_mismatch_updates``;
-    :class:`rlnorm.callbacks.ModeMismatchCallback` logs it.
+    the deviation from 1 of the probability ratio PPO sees on its first minibatch, before any gradient
+    step (eval-mode log-probs, as in the rollout, against what :meth:`evaluate_actions` returns). It is
+    kept in ``mode_mismatch`` (mean |r - 1|) and ``mode_mismatch_max``, counted in
+    ``mode_mismatch_updates``; :class:`rlnorm.callbacks.ModeMismatchCallback` logs it.
+
+    With ``norm_mode="consistent"``, :meth:`evaluate_actions` returns log-probs and values shifted by
+    (eval - train) outputs of the pre-update parameters on the same minibatch: the ratio PPO forms with
+    the rollout's log-probs becomes train(θ) / train(θ_old), exactly 1 before the first step, and the
+    value targets and clipping are relative to the train-mode values. Gradients are unchanged by the
+    shift (it is a constant). It costs two extra forward passes per minibatch.
 
     :param norm: a registered norm name (``rlnorm norms`` lists them)
     :param norm_kwargs: that norm's options
     :param norm_in: ``"both"``, ``"actor"`` (policy network) or ``"critic"`` (value network)
+    :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
     :param args: positional arguments of ``ActorCriticPolicy``
     :param kwargs: keyword arguments of ``ActorCriticPolicy``
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        norm: str = "none",
-        norm_kwargs: dict[str, Any] | None = None,
-        norm_in: str = "both",
-        **kwargs: Any,
-    ) -> None:
-        self._set_norm(norm, norm_kwargs, norm_in)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.mode_mismatch: float | None = None
         self.mode_mismatch_max: float | None = None
         self.mode_mismatch_updates = 0
         self._measure_mode_mismatch = False
+        self._pre_update: NormActorCriticPolicy | None = None
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
-        if self.norm == "none":
-            return
-        if self._normalizes("actor"):
-            self._normalize(self.mlp_extractor.policy_net, has_output_layer=False)
-        if self._normalizes("critic"):
-            self._normalize(self.mlp_extractor.value_net, has_output_layer=False)
-        self.mlp_extractor.to(self.device)
-        # The norm replaced parameters (weight norm) or added new ones: an optimizer built before would
-        # leave them untrained.
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-        self._use_multi_tensor_optimizers(self.optimizer)
+        if self.norm != "none":
+            if self._normalizes("actor"):
+                self._normalize(self.mlp_extractor.policy_net, has_output_layer=False)
+            if self._normalizes("critic"):
+                self._normalize(self.mlp_extractor.value_net, has_output_layer=False)
+            self.mlp_extractor.to(self.device)
+            # The norm replaced parameters (weight norm) or added new ones: an optimizer built before
+            # would leave them untrained.
+            self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self._finish_build(self.optimizer)
 
     def set_training_mode(self, mode: bool) -> None:
         # PPO and A2C switch to train mode once at the start of every update.
         if mode and not self.training:
             self._measure_mode_mismatch = True
+            if self.norm_mode == "consistent":
+                self._keep_pre_update_parameters()
         super().set_training_mode(mode)
 
+    def _keep_pre_update_parameters(self) -> None:
+        if self._pre_update is None:
+            # Built once, off the global generator (its own init must not shift the training run's
+            # random numbers); its batch-statistics layers never update their statistics.
+            with th.random.fork_rng():
+                copy = type(self)(**{**self._get_constructor_parameters(), "norm_mode": "sb3"}).to(self.device)
+            for module in copy.modules():
+                if isinstance(module, BatchStatisticsNorm):
+                    module.set_statistics("batch_only")
+            # Not a submodule: it must stay out of parameters(), the state dict and the optimizer.
+            self.__dict__["_pre_update"] = copy
+        self._pre_update.load_state_dict(self.state_dict())
+
     def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
-        if self._measure_mode_mismatch:
+        measuring = self._measure_mode_mismatch
+        if measuring:
             self._measure_mode_mismatch = False
             # Before the train-mode pass, which moves running statistics away from the rollout's.
             self.train(False)
             with th.no_grad():
                 _, eval_log_prob, _ = super().evaluate_actions(obs, actions)
             self.train(True)
-            values, log_prob, entropy = super().evaluate_actions(obs, actions)
+        values, log_prob, entropy = super().evaluate_actions(obs, actions)
+        if self.norm_mode == "consistent":
+            with th.no_grad():
+                self._pre_update.train(True)
+                train_values, train_log_prob, _ = self._pre_update.evaluate_actions(obs, actions)
+                self._pre_update.train(False)
+                eval_values, eval_log_prob_before, _ = self._pre_update.evaluate_actions(obs, actions)
+            values = values - train_values + eval_values
+            log_prob = log_prob - train_log_prob + eval_log_prob_before
+        if measuring:
             deviation = (th.exp(log_prob.detach() - eval_log_prob) - 1.0).abs()
             self.mode_mismatch, self.mode_mismatch_max = deviation.mean().item(), deviation.max().item()
             self.mode_mismatch_updates += 1
-            return values, log_prob, entropy
-        return super().evaluate_actions(obs, actions)
+        return values, log_prob, entropy
 
 
 class NormDQNPolicy(_NormConfigured, DQNPolicy):
@@ -177,22 +254,15 @@ class NormDQNPolicy(_NormConfigured, DQNPolicy):
     :param norm: a registered norm name (``rlnorm norms`` lists them)
     :param norm_kwargs: that norm's options
     :param norm_in: must be ``"both"``
+    :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
     :param args: positional arguments of ``DQNPolicy``
     :param kwargs: keyword arguments of ``DQNPolicy``
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        norm: str = "none",
-        norm_kwargs: dict[str, Any] | None = None,
-        norm_in: str = "both",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, norm_in: str = "both", **kwargs: Any) -> None:
         if norm_in != "both":
             raise ValueError(f"DQN has a single Q-network: norm_in must be 'both', got {norm_in!r}")
-        self._set_norm(norm, norm_kwargs, norm_in)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, norm_in=norm_in, **kwargs)
 
     def make_q_net(self) -> QNetwork:
         q_net = super().make_q_net()
@@ -203,11 +273,11 @@ class NormDQNPolicy(_NormConfigured, DQNPolicy):
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         share_data_init_with_target(self.q_net, self.q_net_target)
-        self._use_multi_tensor_optimizers(self.optimizer)
+        self._finish_build(self.optimizer)
 
 
-class _NormContinuousCritic(_NormConfigured):
-    """The critic part shared by SAC and TD3: both build ``ContinuousCritic`` the same way."""
+class _NormActorCritics(_NormConfigured):
+    """What SAC and TD3 share: the critics are built the same way, and so are the optimizers."""
 
     def make_critic(self, features_extractor: Any = None) -> ContinuousCritic:
         critic = super().make_critic(features_extractor)  # type: ignore[misc]
@@ -216,8 +286,15 @@ class _NormContinuousCritic(_NormConfigured):
                 self._normalize(q_net, has_output_layer=True)
         return critic.to(self.device)  # type: ignore[attr-defined]
 
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        share_data_init_with_target(self.critic, self.critic_target)  # type: ignore[attr-defined]
+        if hasattr(self, "actor_target"):
+            share_data_init_with_target(self.actor, self.actor_target)  # type: ignore[attr-defined]
+        self._finish_build(self.actor.optimizer, self.critic.optimizer)  # type: ignore[attr-defined]
 
-class NormSACPolicy(_NormContinuousCritic, SACPolicy):
+
+class NormSACPolicy(_NormActorCritics, SACPolicy):
     """SB3's ``SACPolicy`` with a norm in the hidden layers of the actor and/or the critics.
 
     Note SB3's SAC computes the next action with the actor in train mode (DESIGN §4.3).
@@ -225,20 +302,10 @@ class NormSACPolicy(_NormContinuousCritic, SACPolicy):
     :param norm: a registered norm name (``rlnorm norms`` lists them)
     :param norm_kwargs: that norm's options
     :param norm_in: ``"both"``, ``"actor"`` or ``"critic"``
+    :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
     :param args: positional arguments of ``SACPolicy``
     :param kwargs: keyword arguments of ``SACPolicy``
     """
-
-    def __init__(
-        self,
-        *args: Any,
-        norm: str = "none",
-        norm_kwargs: dict[str, Any] | None = None,
-        norm_in: str = "both",
-        **kwargs: Any,
-    ) -> None:
-        self._set_norm(norm, norm_kwargs, norm_in)
-        super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> SACActor:
         actor = super().make_actor(features_extractor)
@@ -246,41 +313,20 @@ class NormSACPolicy(_NormContinuousCritic, SACPolicy):
             self._normalize(actor.latent_pi, has_output_layer=False)
         return actor.to(self.device)
 
-    def _build(self, lr_schedule: Any) -> None:
-        super()._build(lr_schedule)
-        share_data_init_with_target(self.critic, self.critic_target)
-        self._use_multi_tensor_optimizers(self.actor.optimizer, self.critic.optimizer)
 
-
-class NormTD3Policy(_NormContinuousCritic, TD3Policy):
+class NormTD3Policy(_NormActorCritics, TD3Policy):
     """SB3's ``TD3Policy`` with a norm in the hidden layers of the actor and/or the critics.
 
     :param norm: a registered norm name (``rlnorm norms`` lists them)
     :param norm_kwargs: that norm's options
     :param norm_in: ``"both"``, ``"actor"`` or ``"critic"``
+    :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
     :param args: positional arguments of ``TD3Policy``
     :param kwargs: keyword arguments of ``TD3Policy``
     """
-
-    def __init__(
-        self,
-        *args: Any,
-        norm: str = "none",
-        norm_kwargs: dict[str, Any] | None = None,
-        norm_in: str = "both",
-        **kwargs: Any,
-    ) -> None:
-        self._set_norm(norm, norm_kwargs, norm_in)
-        super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> TD3Actor:
         actor = super().make_actor(features_extractor)
         if self._normalizes("actor"):
             self._normalize(actor.mu, has_output_layer=True)
         return actor.to(self.device)
-
-    def _build(self, lr_schedule: Any) -> None:
-        super()._build(lr_schedule)
-        share_data_init_with_target(self.actor, self.actor_target)
-        share_data_init_with_target(self.critic, self.critic_target)
-        self._use_multi_tensor_optimizers(self.actor.optimizer, self.critic.optimizer)

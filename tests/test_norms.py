@@ -6,6 +6,7 @@ from torch import nn
 
 from rlnorm import norms
 from rlnorm.norms import (
+    BatchNorm,
     BatchRenorm,
     MeanOnlyBatchNorm,
     NormalizedLinear,
@@ -15,6 +16,7 @@ from rlnorm.norms import (
     register_norm,
     validate_norm,
 )
+from rlnorm.probe import untouched
 
 BATCH_DEPENDENT = ["bn", "mobn", "wn+mobn", "brn"]
 BATCH_INDEPENDENT = ["wn", "ln", "rms", "sn"]
@@ -306,3 +308,64 @@ def test_layer_norm_never_folds():
     with torch.no_grad():
         layer(torch.randn(4, 6))
     assert layer._folded is None
+
+
+@pytest.mark.parametrize("norm", ["bn", "mobn", "brn"])
+@pytest.mark.parametrize("source", ["running", "fixed"])
+def test_running_and_fixed_statistics_make_train_mode_batch_independent(norm, source):
+    layer = hidden_layer(norm)
+    layer.norm.set_statistics(source)
+    layer.train()
+    layer(torch.randn(32, 6) * 2 + 1)  # the first batch (fixes the statistics for "fixed")
+    sample = torch.randn(1, 6)
+    # Each call from the same state: a "running" call updates the statistics the next call would use.
+    with torch.no_grad(), untouched(layer):
+        out_a = layer(torch.cat([sample, torch.randn(15, 6)]))[0]
+    stats = {k: v.clone() for k, v in layer.state_dict().items() if "running_" in k}
+    with torch.no_grad():
+        out_b = layer(torch.cat([sample, torch.randn(15, 6) * 4 + 2]))[0]
+    torch.testing.assert_close(out_a, out_b)
+    changed = [not torch.equal(v, stats[k]) for k, v in layer.state_dict().items() if "running_" in k]
+    assert any(changed) == (source == "running")
+
+
+def test_running_statistics_are_updated_but_not_used_for_the_batch():
+    layer = MeanOnlyBatchNorm(3, momentum=0.5)
+    layer.set_statistics("running")
+    with torch.no_grad():
+        layer.running_mean.fill_(1.0)
+    x = torch.full((4, 3), 5.0)
+    torch.testing.assert_close(layer(x), x - 1.0)  # normalized with the statistics before the update
+    torch.testing.assert_close(layer.running_mean, torch.full((3,), 3.0))  # 1 + 0.5 * (5 - 1)
+
+
+def test_fixed_statistics_come_from_the_first_batch_only():
+    layer = BatchNorm(2)
+    layer.set_statistics("fixed")
+    first = torch.tensor([[0.0, 1.0], [2.0, 5.0], [4.0, 3.0]])
+    layer(first)
+    torch.testing.assert_close(layer.running_mean, torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(layer.running_var, torch.tensor([4.0, 4.0]))  # unbiased
+    layer(torch.randn(8, 2) * 10)
+    torch.testing.assert_close(layer.running_mean, torch.tensor([2.0, 3.0]))
+    restored = BatchNorm(2)
+    restored.set_statistics("fixed")
+    restored.load_state_dict(layer.state_dict())
+    restored(torch.randn(8, 2))
+    torch.testing.assert_close(restored.running_mean, torch.tensor([2.0, 3.0]))
+
+
+@pytest.mark.parametrize("norm", ["bn", "mobn"])
+def test_batch_only_statistics_normalize_with_the_batch_and_update_nothing(norm):
+    layer = hidden_layer(norm)
+    layer.norm.set_statistics("batch_only")
+    layer.train()
+    reference = hidden_layer(norm).train()
+    x = torch.randn(32, 6) * 3
+    torch.testing.assert_close(layer(x), reference(x))
+    assert torch.equal(layer.norm.running_mean, torch.zeros(5))
+
+
+def test_unknown_statistics_source_is_named():
+    with pytest.raises(ValueError, match="statistics source must be one of batch, batch_only, running, fixed"):
+        BatchNorm(2).set_statistics("moving")

@@ -9,6 +9,7 @@ from stable_baselines3.common.logger import configure
 from rlnorm.callbacks import ModeMismatchCallback
 from rlnorm.norms import NormalizedLinear, available_norms
 from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+from rlnorm.probe import untouched
 
 NORMS = available_norms()
 STATEFUL = ["bn", "mobn", "wn+mobn", "brn", "sn"]
@@ -340,3 +341,94 @@ def test_optimizers_keep_sb3_settings_and_only_change_implementation(algo):
         for key, value in theirs.param_groups[0].items():
             if key != "params":
                 assert mine.param_groups[0][key] == (True if key == "foreach" else value), key
+
+
+# norm_mode: the three mechanisms taken apart ---------------------------------------------------------------
+
+def test_norm_mode_is_checked():
+    with pytest.raises(ValueError, match="norm_mode must be one of sb3, consistent, frozen, fixed; got 'eval'"):
+        make("ppo", norm="bn", norm_mode="eval")
+    with pytest.raises(ValueError, match=r"norm_mode 'frozen' applies to norms with batch statistics "
+                                         r"\(bn, mobn, wn\+mobn, brn\); norm 'ln' has none"):
+        make("sac", norm="ln", norm_mode="frozen")
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_consistent_mode_makes_the_first_ratio_one(algo):
+    model = make(algo, norm="bn", norm_mode="consistent")
+    learn(model, algo)
+    assert model.policy.mode_mismatch_max < 1e-5
+    assert model.policy.mode_mismatch_updates > 1
+
+
+def test_consistent_mode_keeps_parameters_and_generator_of_the_plain_build():
+    consistent, plain = make("ppo", norm="bn", norm_mode="consistent"), make("ppo", norm="bn")
+    assert_same_parameters(consistent.policy, plain.policy)
+    assert list(consistent.policy.state_dict()) == list(plain.policy.state_dict())
+
+
+@pytest.mark.parametrize("algo", ["dqn", "sac", "td3"])
+def test_consistent_targets_score_with_their_own_batch_statistics(algo):
+    model = make(algo, norm="bn", norm_mode="consistent")
+    learn(model, algo)
+    target = model.policy.q_net_target if algo == "dqn" else model.policy.critic_target
+    layers = [m for m in target.modules() if isinstance(m, NormalizedLinear)]
+    assert all(layer.norm.training and layer.norm.statistics == "batch_only" for layer in layers)
+    stats = running_buffers(target)
+    network = target.q_net if algo == "dqn" else target.q_networks[0]
+    inputs = torch.randn(16, network[0].linear.in_features)
+    sample = inputs[:1]
+    with torch.no_grad():
+        alone = network(torch.cat([sample, inputs[1:]]))[0]
+        other = network(torch.cat([sample, inputs[1:] * 3]))[0]
+    assert not torch.allclose(alone, other)
+    for key, value in running_buffers(target).items():
+        assert torch.equal(value, stats[key]), key
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "sac"])
+@pytest.mark.parametrize("norm_mode", ["frozen", "fixed"])
+def test_frozen_and_fixed_train_mode_output_ignores_the_batch(algo, norm_mode):
+    model = make(algo, norm="bn", norm_mode=norm_mode)
+    learn(model, algo)
+    net = {"ppo": lambda p: p.mlp_extractor.policy_net, "dqn": lambda p: p.q_net.q_net,
+           "sac": lambda p: p.critic.qf0}[algo](model.policy)
+    net.train()
+    inputs = torch.randn(16, net[0].linear.in_features)
+    # Each call from the same state: a "frozen" call updates the statistics the next call would use.
+    with torch.no_grad(), untouched(net):
+        alone = net(torch.cat([inputs[:1], inputs[1:]]))[0]
+    with torch.no_grad(), untouched(net):
+        other = net(torch.cat([inputs[:1], inputs[1:] * 5 + 1]))[0]
+    torch.testing.assert_close(alone, other)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "td3"])
+def test_fixed_statistics_do_not_change_with_training_and_survive_save_load(algo, tmp_path):
+    model = make(algo, norm="mobn", norm_mode="fixed")
+    learn(model, algo)
+    fixed = running_buffers(model.policy)
+    online = {k: v for k, v in fixed.items() if not _target_key(k)}
+    assert online and all(not torch.equal(v, torch.zeros_like(v)) for v in online.values())
+    model.learn(ALGOS[algo][4], reset_num_timesteps=False)
+    for key, value in running_buffers(model.policy).items():
+        if not _target_key(key):
+            assert torch.equal(value, fixed[key]), key
+    model.save(tmp_path / "model")
+    loaded = ALGOS[algo][0].load(tmp_path / "model", env=model.get_env())
+    loaded.learn(ALGOS[algo][4], reset_num_timesteps=False)
+    for key, value in running_buffers(loaded.policy).items():
+        if not _target_key(key):
+            assert torch.equal(value, fixed[key]), key
+
+
+def _target_key(key: str) -> bool:
+    return key.split(".")[0].endswith("_target")
+
+
+def test_frozen_statistics_follow_the_data():
+    model = make("dqn", norm="bn", norm_mode="frozen")
+    learn(model, "dqn")
+    stats = running_buffers(model.policy.q_net)
+    model.learn(96, reset_num_timesteps=False)
+    assert any(not torch.equal(v, stats[k]) for k, v in running_buffers(model.policy.q_net).items())
