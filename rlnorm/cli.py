@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _cmd_norms(args: argparse.Namespace) -> int:
@@ -15,13 +17,96 @@ def _cmd_norms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from rlnorm.config import ConfigError, load_study
+    from rlnorm.executors import ExecutorError
+    from rlnorm.study import StudyError, run_study
+
+    try:
+        config = load_study(args.config, out=args.out)
+        config = dataclasses.replace(
+            config, executor=args.executor or config.executor, workers=args.workers or config.workers
+        )
+        if args.address and config.executor != "ray":
+            raise ConfigError(f"--address is for the ray executor, and this study uses {config.executor}")
+        summary = run_study(config, retry_failed=args.retry_failed, quiet=args.quiet, address=args.address)
+    except (ConfigError, StudyError) as error:
+        return _fail(args, error)
+    except ExecutorError as error:
+        print(f"rlnorm study: error: {error}; finished runs are kept, the same command resumes", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rlnorm study: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(summary.report())
+    return 1 if summary.failed else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rlnorm.config import ConfigError, EvalSettings, single_run
+    from rlnorm.run import run_one
+    from rlnorm.study import StudyError, check_writable
+
+    try:
+        evaluation = EvalSettings(args.eval_every, args.eval_episodes)
+        spec = single_run(
+            args.algo, args.env, args.norm, args.seed, args.timesteps, args.norm_in, evaluation, args.tensorboard
+        )
+        out = Path(args.out or f"runs/{spec.run_id}")
+        check_writable(out)
+        if out.is_dir() and any(out.iterdir()):
+            raise StudyError(f"--out {out} is not empty; give a new directory")
+    except (ConfigError, StudyError) as error:
+        return _fail(args, error)
+    result = run_one(spec, out)
+    outcome = "done" if result.ok else f"failed ({result.reason})"
+    print(f"{spec.run_id}: {outcome} in {result.wall_time_s:.0f} s; files in {out}")
+    return 0 if result.ok else 1
+
+
+def _fail(args: argparse.Namespace, error: Exception) -> int:
+    # Bad input: one line saying what is wrong, no traceback.
+    print(f"rlnorm {args.command}: error: {error}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlnorm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     norms = commands.add_parser("norms", help="list the registered normalization layers")
     norms.set_defaults(func=_cmd_norms)
+
+    study = commands.add_parser("study", help="run, or resume, a study: algorithms x envs x norms x seeds")
+    study.add_argument("config", help="study config (YAML), e.g. configs/quick.yaml")
+    study.add_argument("--out", help="output directory (default: the config's out)")
+    study.add_argument("--workers", type=_positive_int, help="runs at the same time (default: the config's)")
+    study.add_argument("--executor", choices=["local", "ray"], help="where runs execute (default: the config's)")
+    study.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local Ray)")
+    study.add_argument("--retry-failed", action="store_true", help="redo the runs that failed")
+    study.add_argument("--quiet", action="store_true", help="no progress bar, only the summary (for CI logs)")
+    study.set_defaults(func=_cmd_study)
+
+    train = commands.add_parser("train", help="train and evaluate one run, recorded as a study run is")
+    train.add_argument("--algo", required=True, help="ppo, a2c, dqn, sac or td3")
+    train.add_argument("--env", required=True, help="environment id with an entry in agents/<algo>.yaml")
+    train.add_argument("--norm", default="none", help="norm name (`rlnorm norms` lists them; default: none)")
+    train.add_argument("--norm-in", default="both", help="networks with the norm: both, actor or critic")
+    train.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    train.add_argument("--timesteps", type=int, help="training steps (default: the agent's zoo budget)")
+    train.add_argument("--eval-every", type=int, default=10_000, help="steps between evaluations (default: 10000)")
+    train.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default: 10)")
+    train.add_argument("--out", help="run directory, new or empty (default: runs/<algo>/<env>/<norm>/seed-<seed>)")
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    train.set_defaults(func=_cmd_train)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,184 @@
+"""Compute cost of each norm: layer timings relative to none, training throughput relative to plain SB3.
+
+Every comparison is paired: within one repeat, all variants run back to back in a rotated order in one
+process with one torch thread, and the ratio is taken inside the repeat; the reported figure is the
+median ratio over repeats, so slow phases of a shared machine hit numerator and denominator alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+
+from rlnorm.agents import load_agent
+from rlnorm.policies import NormActorCriticPolicy, NormSACPolicy
+
+CORE_NORMS = ("none", "bn", "mobn", "wn", "wn+mobn", "ln")
+PLAIN = "MlpPolicy"
+_NORM_POLICY = {"ppo": NormActorCriticPolicy, "sac": NormSACPolicy}
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Time of one rollout step and one gradient update of PPO's CartPole policy, relative to none.
+
+    :param norm: the norm
+    :param rollout_step: eval-mode forward on a batch of ``n_envs`` observations, microseconds
+    :param gradient_update: train-mode ``evaluate_actions`` + backward + Adam step on one minibatch,
+        microseconds
+    :param rollout_ratio: ``rollout_step`` of none / this norm's (1.0 = as fast as none)
+    :param update_ratio: ``gradient_update`` of none / this norm's
+    """
+
+    norm: str
+    rollout_step: float
+    gradient_update: float
+    rollout_ratio: float
+    update_ratio: float
+
+
+def _median_ratios(times: dict[str, list[float]], reference: str) -> dict[str, float]:
+    reference_times = np.array(times[reference])
+    return {name: float(np.median(reference_times / np.array(values))) for name, values in times.items()}
+
+
+def _paired_times(variants: Sequence[str], repeats: int, measure: Callable[[str], float]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for repeat in range(repeats):
+        order = list(variants[repeat % len(variants) :]) + list(variants[: repeat % len(variants)])
+        for name in order:
+            times[name].append(measure(name))
+    return times
+
+
+def _build(algo: str, env_id: str, policy: str, seed: int = 0):
+    agent = load_agent(algo, env_id)
+    env = make_vec_env(env_id, n_envs=agent.n_envs, seed=seed)
+    kwargs = agent.model_kwargs(env.action_space)
+    policy_class = PLAIN
+    if policy != PLAIN:
+        policy_class = _NORM_POLICY[algo]
+        kwargs["policy_kwargs"]["norm"] = policy
+    return agent.algo_class(policy_class, env, seed=seed, device="cpu", verbose=0, **kwargs)
+
+
+def layer_costs(norms: Sequence[str] = CORE_NORMS, repeats: int = 7, calls: int = 300) -> list[LayerCost]:
+    """Time the two operations training repeats most, per norm, with PPO's zoo settings for CartPole-v1.
+
+    :param norms: the norms to time (none is always included, as the reference)
+    :param repeats: paired repeats; the medians are reported
+    :param calls: calls timed per measurement
+    :return: one cost per norm
+    """
+    norms = ["none", *[n for n in norms if n != "none"]]
+    models = {norm: _build("ppo", "CartPole-v1", norm) for norm in norms}
+    n_envs, batch_size = models["none"].n_envs, models["none"].batch_size
+    generator = torch.Generator().manual_seed(0)
+    rollout_obs = torch.randn(n_envs, 4, generator=generator)
+    batch_obs = torch.randn(batch_size, 4, generator=generator)
+    batch_actions = torch.randint(0, 2, (batch_size,), generator=generator)
+
+    def rollout_step(norm: str) -> float:
+        policy = models[norm].policy
+        policy.set_training_mode(False)
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(calls):
+                policy(rollout_obs)
+        return (time.perf_counter() - start) / calls * 1e6
+
+    def gradient_update(norm: str) -> float:
+        policy = models[norm].policy
+        policy.set_training_mode(True)
+        start = time.perf_counter()
+        for _ in range(calls // 3):
+            values, log_prob, _ = policy.evaluate_actions(batch_obs, batch_actions)
+            loss = values.mean() - log_prob.mean()
+            policy.optimizer.zero_grad()
+            loss.backward()
+            policy.optimizer.step()
+        return (time.perf_counter() - start) / (calls // 3) * 1e6
+
+    rollout = _paired_times(norms, repeats, rollout_step)
+    update = _paired_times(norms, repeats, gradient_update)
+    rollout_ratio, update_ratio = _median_ratios(rollout, "none"), _median_ratios(update, "none")
+    return [
+        LayerCost(
+            norm,
+            float(np.median(rollout[norm])),
+            float(np.median(update[norm])),
+            rollout_ratio[norm],
+            update_ratio[norm],
+        )
+        for norm in norms
+    ]
+
+
+def training_throughput(
+    algo: str, env_id: str, norms: Sequence[str] = CORE_NORMS, timesteps: int = 20_000, repeats: int = 5
+) -> dict[str, float]:
+    """Training throughput of each norm relative to SB3's plain ``MlpPolicy``, zoo hyperparameters.
+
+    :param algo: ``"ppo"`` or ``"sac"``
+    :param env_id: an env id the agent file has
+    :param norms: the norms to time
+    :param timesteps: env steps per timed ``learn``
+    :param repeats: paired repeats; the median ratio is reported
+    :return: norm -> steps/s with the norm / steps/s with ``MlpPolicy`` (1.0 = as fast as plain SB3)
+    """
+    if algo not in _NORM_POLICY:
+        raise ValueError(f"throughput is benchmarked for {', '.join(_NORM_POLICY)}; got {algo!r}")
+
+    def learn_time(variant: str) -> float:
+        model = _build(algo, env_id, variant)
+        start = time.perf_counter()
+        model.learn(timesteps)
+        return time.perf_counter() - start
+
+    times = _paired_times([PLAIN, *norms], repeats, learn_time)
+    ratios = _median_ratios(times, PLAIN)
+    return {norm: ratios[norm] for norm in norms}
+
+
+def run_bench(
+    norms: Sequence[str] = CORE_NORMS, repeats: int = 5, ppo_steps: int = 20_000, sac_steps: int = 1_000
+) -> str:
+    """Run every benchmark and format the results as Markdown tables.
+
+    :param norms: the norms to benchmark
+    :param repeats: paired repeats of each measurement
+    :param ppo_steps: env steps per timed PPO CartPole-v1 ``learn`` (0: skip)
+    :param sac_steps: env steps per timed SAC Pendulum-v1 ``learn`` (0: skip)
+    :return: the report
+    """
+    torch.set_num_threads(1)
+    lines = [
+        "Layer cost, PPO CartPole-v1 policy (zoo settings), relative to none (1.00 = as fast):",
+        "",
+        "| norm | rollout step (µs) | ratio | gradient update (µs) | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for cost in layer_costs(norms, repeats):
+        lines.append(
+            f"| {cost.norm} | {cost.rollout_step:.0f} | {cost.rollout_ratio:.2f} "
+            f"| {cost.gradient_update:.0f} | {cost.update_ratio:.2f} |"
+        )
+    for algo, env_id, steps in (("ppo", "CartPole-v1", ppo_steps), ("sac", "Pendulum-v1", sac_steps)):
+        if steps <= 0:
+            continue
+        ratios = training_throughput(algo, env_id, norms, steps, repeats)
+        lines += [
+            "",
+            f"Training throughput, {algo.upper()} {env_id} ({steps} steps x {repeats} paired repeats), "
+            "relative to SB3 MlpPolicy:",
+            "",
+            "| norm | ratio |",
+            "|---|---|",
+        ]
+        lines += [f"| {norm} | {ratio:.2f} |" for norm, ratio in ratios.items()]
+    return "\n".join(lines)

@@ -1,0 +1,545 @@
+"""Study configs: read a YAML file, check every value, and expand it into one :class:`RunSpec` per run.
+
+A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a complete example)::
+
+    name: quick                  # study name (default: the file name without .yaml)
+    out: results/quick           # output directory, relative to the working directory
+                                 #   (default: results/<name>; `rlnorm study --out` overrides it)
+    algos:                       # algorithm (ppo, a2c, dqn, sac, td3) -> the envs to run it on; each
+      ppo: [CartPole-v1]         #   pair is a task and needs an entry in agents/<algo>.yaml. A task
+      dqn:                       #   can override seeds, budget and eval (given as a mapping of env
+        CartPole-v1:             #   id -> overrides, or null for none)
+        Acrobot-v1: {seeds: 3, eval: {every: 5000}}
+    norms:                       # the variants compared; a bare name is the norm of that name,
+      - none                     #   a one-key mapping names a variant: norm (default: the variant's
+      - bn                       #   name), norm_kwargs (the norm's options; `rlnorm norms` lists the
+      - bn-critic: {norm: bn, norm_in: critic}               #   norms) and norm_in (both, actor
+      - bn-slow: {norm: bn, norm_kwargs: {momentum: 0.01}}   #   or critic; DQN: both only)
+    seeds: 5                     # a count n (seeds 0..n-1) or a list of seeds, e.g. [0, 7, 42]
+    budget: {scale: 1.0}         # training steps per run: {timesteps: 50000}, or {scale: s} for s times
+                                 #   the agent's zoo budget (n_timesteps in agents/<algo>.yaml)
+    eval:                        # evaluation on a separate env, separately seeded, policy in eval mode
+      every: 10000               #   environment steps between evaluations (plus one before training
+                                 #   and one at the end)
+      episodes: 10               #   episodes per evaluation
+      deterministic: true        #   deterministic actions (false samples them from the training
+                                 #   random streams: still reproducible, but training then depends
+                                 #   on the evaluation schedule)
+    tensorboard: false           # also write TensorBoard logs (needs the tensorboard package)
+    executor: local              # local (a process pool) or ray; `rlnorm study --executor` overrides it
+    workers: 2                   # runs at the same time (default: local, the number of cores; ray, the
+                                 #   cluster's CPUs); `rlnorm study --workers` overrides it
+
+Every key except algos, norms, seeds and budget is optional. A run is identified by
+``<algo>/<env>/<variant>/seed-<seed>``, which is also its directory under ``out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+
+from rlnorm.agents import available_agents, load_agent
+from rlnorm.executors import EXECUTORS
+from rlnorm.norms import available_norms, validate_norm
+from rlnorm.policies import NORM_IN, NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used: the message is one line naming it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """What the runner needs to know about an algorithm beside its agents file.
+
+    :param policy_class: the rlnorm policy class it is built with
+    :param action_spaces: the action spaces it can act in (as SB3 checks them when building a model)
+    :param norm_in: the networks a norm can be confined to
+    """
+
+    policy_class: type[BasePolicy]
+    action_spaces: tuple[type[spaces.Space], ...]
+    norm_in: tuple[str, ...] = NORM_IN
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "ppo": Algorithm(NormActorCriticPolicy, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)),
+    "a2c": Algorithm(NormActorCriticPolicy, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)),
+    # DQN has a single Q-network.
+    "dqn": Algorithm(NormDQNPolicy, (spaces.Discrete,), norm_in=("both",)),
+    "sac": Algorithm(NormSACPolicy, (spaces.Box,)),
+    "td3": Algorithm(NormTD3Policy, (spaces.Box,)),
+}
+# A variant name becomes a directory name.
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+STUDY_KEYS = (
+    "name",
+    "out",
+    "algos",
+    "norms",
+    "seeds",
+    "budget",
+    "eval",
+    "tensorboard",
+    "executor",
+    "workers",
+)
+REQUIRED_KEYS = ("algos", "norms", "seeds", "budget")
+TASK_KEYS = ("seeds", "budget", "eval")
+VARIANT_KEYS = ("norm", "norm_kwargs", "norm_in")
+BUDGET_KEYS = ("timesteps", "scale")
+EVAL_KEYS = ("every", "episodes", "deterministic")
+
+
+@dataclass(frozen=True)
+class NormVariant:
+    """One of the compared norm settings.
+
+    :param name: the variant's name, used in run ids
+    :param norm: a registered norm name
+    :param norm_kwargs: that norm's options
+    :param norm_in: the networks that get the norm: ``both``, ``actor`` or ``critic``
+    """
+
+    name: str
+    norm: str
+    norm_kwargs: dict[str, Any] = field(default_factory=dict)
+    norm_in: str = "both"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a run is evaluated.
+
+    :param every: environment steps between evaluations
+    :param episodes: episodes per evaluation
+    :param deterministic: whether actions are deterministic
+    """
+
+    every: int = 10_000
+    episodes: int = 10
+    deterministic: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one run; the agent's hyperparameters come from ``agents/<algo>.yaml``.
+
+    :param algo: algorithm name (a key of :data:`ALGORITHMS`)
+    :param env_id: gymnasium environment id
+    :param variant: the norm setting
+    :param seed: seed of training (the evaluation env is seeded from it, see :mod:`rlnorm.run`)
+    :param timesteps: training budget in environment steps
+    :param eval: evaluation settings
+    :param tensorboard: whether to write TensorBoard logs
+    """
+
+    algo: str
+    env_id: str
+    variant: NormVariant
+    seed: int
+    timesteps: int
+    eval: EvalSettings
+    tensorboard: bool = False
+
+    @property
+    def run_id(self) -> str:
+        """:return: ``<algo>/<env>/<variant>/seed-<seed>``, the run's directory under the study's output"""
+        return f"{self.algo}/{self.env_id}/{self.variant.name}/seed-{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """:return: the spec as plain data (for JSON)"""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Task:
+    """An algorithm on an environment, with the seeds, budget and evaluation of its runs.
+
+    :param algo: algorithm name
+    :param env_id: environment id
+    :param seeds: training seeds
+    :param timesteps: training budget of each run, in environment steps
+    :param eval: evaluation settings
+    """
+
+    algo: str
+    env_id: str
+    seeds: list[int]
+    timesteps: int
+    eval: EvalSettings
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A checked study config (the module docstring says what each setting means).
+
+    :param name: study name
+    :param out: output directory
+    :param tasks: the (algorithm, environment) pairs
+    :param variants: the norm variants run on every task
+    :param tensorboard: whether runs write TensorBoard logs
+    :param executor: ``local`` or ``ray``
+    :param workers: runs at the same time (None: the executor's default)
+    """
+
+    name: str
+    out: Path
+    tasks: list[Task]
+    variants: list[NormVariant]
+    tensorboard: bool = False
+    executor: str = "local"
+    workers: int | None = None
+
+    def runs(self) -> list[RunSpec]:
+        """Expand the grid seed by seed (the i-th seed of every task, then the next), so that an interrupted
+        study has compared every variant on its first seeds.
+
+        :return: one spec per run
+        """
+        return [
+            RunSpec(task.algo, task.env_id, variant, task.seeds[i], task.timesteps, task.eval, self.tensorboard)
+            for i in range(max(len(task.seeds) for task in self.tasks))
+            for task in self.tasks
+            if i < len(task.seeds)
+            for variant in self.variants
+        ]
+
+
+def load_study(path: str | Path, out: str | Path | None = None) -> StudyConfig:
+    """Read and check a study config file.
+
+    :param path: the YAML file
+    :param out: output directory replacing the config's ``out``
+    :return: the checked config
+    :raises ConfigError: on any unusable value, naming it
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+    if out is not None:
+        if not isinstance(raw, dict):
+            raw = {}
+        raw = {**raw, "out": str(out)}
+    return parse_study(raw, default_name=path.stem, source=str(path))
+
+
+def parse_study(raw: Any, default_name: str, source: str) -> StudyConfig:
+    """Check a study config given as plain data (as YAML loads it).
+
+    :param raw: the config mapping
+    :param default_name: study name if the config has none
+    :param source: where the config comes from, to prefix error messages
+    :return: the checked config
+    :raises ConfigError: on any unusable value, naming it
+    """
+    try:
+        return _parse_study(raw, default_name)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def _parse_study(raw: Any, default_name: str) -> StudyConfig:
+    _check_keys(raw, STUDY_KEYS, "", required=REQUIRED_KEYS)
+    name = _string(raw.get("name", default_name), "name")
+    executor = raw.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
+    workers = raw.get("workers")
+    if workers is not None:
+        workers = _positive_int(workers, "workers")
+    tensorboard = _boolean(raw.get("tensorboard", False), "tensorboard")
+    if tensorboard:
+        _check_tensorboard_installed()
+    # Study-wide settings, which a task may override.
+    seeds = _parse_seeds(raw["seeds"], "seeds")
+    budget = _parse_budget(raw["budget"], "budget")
+    evaluation = _parse_eval(raw.get("eval", {}), EvalSettings(), "eval")
+    tasks = _parse_tasks(raw["algos"], seeds, budget, evaluation)
+    return StudyConfig(
+        name=name,
+        out=Path(_string(raw.get("out", f"results/{name}"), "out")),
+        tasks=tasks,
+        variants=_parse_variants(raw["norms"], {task.algo for task in tasks}),
+        tensorboard=tensorboard,
+        executor=executor,
+        workers=workers,
+    )
+
+
+def _parse_tasks(
+    raw: Any, seeds: list[int], budget: tuple[int | None, float | None], evaluation: EvalSettings
+) -> list[Task]:
+    agents = available_agents()
+    _check_keys(raw, list(ALGORITHMS), "algos", what="algorithm")
+    if not raw:
+        raise ConfigError(f"algos: no algorithm given; allowed: {', '.join(ALGORITHMS)}")
+    tasks = []
+    for algo, envs in raw.items():
+        where = f"algos.{algo}"
+        if isinstance(envs, list):
+            _check_unique(envs, where)
+            envs = dict.fromkeys(envs)
+        if not isinstance(envs, dict) or not envs:
+            raise ConfigError(
+                f"{where}: expected a list of environment ids, or a mapping of environment id to overrides of "
+                f"{', '.join(TASK_KEYS)}; got {envs!r}"
+            )
+        for env_id, overrides in envs.items():
+            _check_env(algo, env_id, agents.get(algo, []))
+            tasks.append(_parse_task(algo, env_id, overrides or {}, seeds, budget, evaluation))
+    return tasks
+
+
+def _parse_task(
+    algo: str,
+    env_id: str,
+    overrides: Any,
+    seeds: list[int],
+    budget: tuple[int | None, float | None],
+    evaluation: EvalSettings,
+) -> Task:
+    where = f"algos.{algo}.{env_id}"
+    _check_keys(overrides, TASK_KEYS, where)
+    if "seeds" in overrides:
+        seeds = _parse_seeds(overrides["seeds"], f"{where}.seeds")
+    if "budget" in overrides:
+        budget = _parse_budget(overrides["budget"], f"{where}.budget")
+    timesteps, scale = budget
+    if timesteps is None:
+        timesteps = max(1, round(scale * load_agent(algo, env_id).n_timesteps))
+    evaluation = _parse_eval(overrides.get("eval", {}), evaluation, f"{where}.eval")
+    return Task(algo, env_id, seeds, timesteps, evaluation)
+
+
+def _check_env(algo: str, env_id: Any, tuned_env_ids: list[str]) -> None:
+    where = f"algos.{algo}"
+    if not isinstance(env_id, str) or env_id not in gym.registry:
+        raise ConfigError(f"{where}: unknown environment {env_id!r}{_did_you_mean(env_id, list(gym.registry))}")
+    try:
+        env = gym.make(env_id)
+    except Exception as error:  # e.g. a MuJoCo env without `pip install rlnorm[mujoco]`
+        raise ConfigError(f"{where}: cannot make {env_id}: {error}".replace("\n", " ")) from None
+    action_space = env.action_space
+    env.close()
+    supported = ALGORITHMS[algo].action_spaces
+    if not isinstance(action_space, supported):
+        kinds = " or ".join(space.__name__ for space in supported)
+        raise ConfigError(
+            f"{where}: {algo} cannot act in {env_id}, whose action space is {action_space}; {algo} needs {kinds}"
+        )
+    if env_id not in tuned_env_ids:
+        raise ConfigError(
+            f"{where}: agents/{algo}.yaml has no hyperparameters for {env_id}; "
+            f"it has: {', '.join(tuned_env_ids) or 'none'}"
+        )
+
+
+def _parse_variants(raw: Any, algos: set[str]) -> list[NormVariant]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(
+            f"norms: expected a non-empty list of norms or variants; norms: {', '.join(available_norms())}"
+        )
+    variants = [_parse_variant(item, f"norms[{i}]") for i, item in enumerate(raw)]
+    _check_unique([variant.name for variant in variants], "norms")
+    for variant in variants:
+        for algo in sorted(algos):
+            if variant.norm_in not in ALGORITHMS[algo].norm_in:
+                raise ConfigError(
+                    f"norms: variant {variant.name!r} has norm_in {variant.norm_in!r}, which {algo} "
+                    f"does not allow; allowed: {', '.join(ALGORITHMS[algo].norm_in)}"
+                )
+    return variants
+
+
+def _parse_variant(item: Any, where: str) -> NormVariant:
+    if isinstance(item, str):
+        name, settings = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        name, settings = next(iter(item.items()))
+        settings = {} if settings is None else settings
+        _check_keys(settings, VARIANT_KEYS, f"{where} ({name})")
+    else:
+        raise ConfigError(
+            f"{where}: expected a norm name or a one-key mapping name: {{norm: ..., norm_kwargs: "
+            f"..., norm_in: ...}}, got {item!r}"
+        )
+    if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: variant name {name!r} must be letters, digits and _ . + - (it names a directory)")
+    norm = settings.get("norm", name)
+    if norm not in available_norms():
+        raise ConfigError(
+            f"{where}: unknown norm {norm!r}{_did_you_mean(norm, available_norms())}; "
+            f"norms: {', '.join(available_norms())}"
+        )
+    norm_kwargs = settings.get("norm_kwargs") or {}
+    if not isinstance(norm_kwargs, dict):
+        raise ConfigError(f"{where}: norm_kwargs must be a mapping of the norm's options, got {norm_kwargs!r}")
+    try:
+        validate_norm(norm, norm_kwargs)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    norm_in = settings.get("norm_in", "both")
+    if norm_in not in NORM_IN:
+        raise ConfigError(f"{where}: norm_in {norm_in!r} is not one of {', '.join(NORM_IN)}")
+    return NormVariant(name, norm, dict(norm_kwargs), norm_in)
+
+
+def _parse_seeds(raw: Any, where: str) -> list[int]:
+    if isinstance(raw, list):
+        if not raw:
+            raise ConfigError(f"{where}: the list is empty; give a count (seeds 0..n-1) or a list of seeds")
+        seeds = [_non_negative_int(seed, where) for seed in raw]
+        _check_unique(seeds, where)
+        return seeds
+    count = _int(raw, where, "a positive count or a list of seeds")
+    if count < 1:
+        raise ConfigError(f"{where}: {count} means no runs; give a positive count (seeds 0..n-1) or a list of seeds")
+    return list(range(count))
+
+
+def _parse_budget(raw: Any, where: str) -> tuple[int | None, float | None]:
+    _check_keys(raw, BUDGET_KEYS, where)
+    if len(raw) != 1:
+        raise ConfigError(
+            f"{where}: give exactly one of timesteps (steps per run) or scale (times the agent's zoo budget)"
+        )
+    if "timesteps" in raw:
+        return _positive_int(raw["timesteps"], f"{where}.timesteps"), None
+    scale = raw["scale"]
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+        raise ConfigError(f"{where}.scale: {scale!r} is not a positive number (times the agent's zoo budget)")
+    return None, float(scale)
+
+
+def _parse_eval(raw: Any, defaults: EvalSettings, where: str) -> EvalSettings:
+    _check_keys(raw, EVAL_KEYS, where)
+    return EvalSettings(
+        every=_positive_int(raw.get("every", defaults.every), f"{where}.every"),
+        episodes=_positive_int(raw.get("episodes", defaults.episodes), f"{where}.episodes"),
+        deterministic=_boolean(raw.get("deterministic", defaults.deterministic), f"{where}.deterministic"),
+    )
+
+
+def _check_tensorboard_installed() -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise ConfigError("tensorboard: true needs the tensorboard package (pip install tensorboard)") from None
+
+
+def _check_keys(
+    raw: Any,
+    allowed: list[str] | tuple[str, ...],
+    where: str,
+    required: tuple[str, ...] = (),
+    what: str = "key",
+) -> None:
+    """:param where: the mapping's place in the config ("" for the top level)"""
+    at = f"{where}: " if where else ""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at}expected a mapping with {what}s {', '.join(allowed)}, got {raw!r}")
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{at}unknown {what} {key!r}{_did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+    for key in required:
+        if key not in raw:
+            raise ConfigError(f"{at}missing key {key!r}; required: {', '.join(required)}")
+
+
+def _did_you_mean(value: Any, allowed: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_unique(values: list[Any], where: str) -> None:
+    duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: {', '.join(duplicates)} appears more than once")
+
+
+def _int(value: Any, where: str, expected: str) -> int:
+    # YAML `true` is a Python bool, which is an int: reject it.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: {value!r} is not {expected}")
+    return value
+
+
+def _positive_int(value: Any, where: str) -> int:
+    number = _int(value, where, "a positive integer")
+    if number < 1:
+        raise ConfigError(f"{where}: {number} is not a positive integer")
+    return number
+
+
+def _non_negative_int(value: Any, where: str) -> int:
+    number = _int(value, where, "a non-negative integer")
+    if number < 0:
+        raise ConfigError(f"{where}: {number} is not a non-negative integer")
+    return number
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {value!r} is not true or false")
+    return value
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {value!r} is not a non-empty string")
+    return value
+
+
+def single_run(
+    algo: str,
+    env_id: str,
+    norm: str,
+    seed: int,
+    timesteps: int | None = None,
+    norm_in: str = "both",
+    eval_settings: EvalSettings | None = None,
+    tensorboard: bool = False,
+) -> RunSpec:
+    """Check the settings of one run (``rlnorm train``) as a study of one run would.
+
+    :param algo: algorithm name
+    :param env_id: environment id
+    :param norm: norm name, also the variant name
+    :param seed: training seed
+    :param timesteps: budget (default: the agent's zoo budget)
+    :param norm_in: the networks that get the norm
+    :param eval_settings: evaluation settings (default: :class:`EvalSettings`'s)
+    :param tensorboard: whether to write TensorBoard logs
+    :return: the run's spec
+    :raises ConfigError: on any unusable value, naming it
+    """
+    raw = {
+        "algos": {algo: [env_id]},
+        "norms": [{norm: {"norm_in": norm_in}}],
+        "seeds": [seed],
+        "budget": {"scale": 1.0} if timesteps is None else {"timesteps": timesteps},
+        "eval": dataclasses.asdict(eval_settings or EvalSettings()),
+        "tensorboard": tensorboard,
+    }
+    return parse_study(raw, default_name="train", source="rlnorm train").runs()[0]

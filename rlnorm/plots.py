@@ -1,0 +1,441 @@
+"""Figures of a study, as PNG and PDF, sized for a paper (7 in wide, 8 pt text).
+
+Every figure has one panel per (algo, env) and one colour per variant, the same in all figures
+(:func:`variant_colors`): each norm has its colour, and the variants of one norm (its modes, its
+options) are shades of it. Aggregates use the finished runs only (:mod:`rlnorm.results` says why);
+failed and unfinished runs appear in the learning curves as thin lines, a failure ending in a cross.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from operator import attrgetter
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node, and no window in tests
+
+import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.colors import to_hex, to_rgb  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from rlnorm import stats as st  # noqa: E402
+from rlnorm.results import DONE, FAILED, NORM_MODES, OUTPUT_LAYER, RUNNING, Group, Results, Run, Series, learning_curve  # noqa: E402
+
+WIDTH_IN = 7.0
+"""A two-column paper's text width."""
+PANEL_HEIGHT_IN = 2.2
+MAX_COLUMNS = 3
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.dpi": 200,
+}
+NORM_COLORS = {
+    "none": "#333333",
+    "bn": "#d62728",
+    "mobn": "#ff7f0e",
+    "wn": "#1f77b4",
+    "wn+mobn": "#9467bd",
+    "ln": "#2ca02c",
+    "brn": "#8c564b",
+    "rms": "#17becf",
+    "sn": "#e377c2",
+    "pnorm": "#bcbd22",
+}
+EXTRA_COLORS = ["#7f7f7f", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
+SHADES = (0.0, 0.4, -0.35, 0.65, -0.55)
+"""How far the n-th variant of a norm moves from the norm's colour: toward white (> 0) or black (< 0)."""
+LINE_STYLES = ("-", "--", ":", "-.")
+
+CAPTIONS = {
+    "learning_curves": "Evaluation return over training: IQM of the finished runs with its 95 % bootstrap CI; "
+    "thin lines are failed (ending in x) or unfinished runs.",
+    "final_returns": "Final return (mean of the last 3 evaluations) of every finished run (points), with the IQM "
+    "and its 95 % CI (bar); under each variant, its runs by status.",
+    "dispersion": "Level and dispersion side by side: final IQM, across-seed standard deviation of the final "
+    "return, and within-run dispersion (IQR of the curve's slopes / range), each with a 95 % bootstrap CI.",
+    "improvement": "Probability of improvement P(row > column) of the final return, over pairs of finished runs.",
+    "compute_cost": "Training wall time of each run (evaluation excluded; points) and the variant's mean (bar). "
+    "Runs share the machine, so use `rlnorm bench` for precise ratios.",
+    "probe_noise": "Minibatch noise at the networks' outputs over training (DESIGN §5), mean over runs; "
+    "line style per network.",
+    "probe_gap": "Train/eval gap at the networks' outputs over training, mean over runs; line style per network.",
+    "mode_mismatch": "PPO/A2C mode mismatch: |r - 1| of the probability ratio at the first minibatch of each "
+    "update, before any step; mean (solid) and max (dashed), averaged over runs.",
+    "statistics_drift": "Relative change of the running statistics between evaluation points, mean over runs; "
+    "line style per network.",
+}
+"""What each figure shows, by file name (the report prints these under the figures)."""
+
+
+def plot_study(results: Results, out_dir: str | Path) -> list[Path]:
+    """
+    Draw every figure the results have data for.
+
+    :param results: the study's results
+    :param out_dir: where to write them, created if needed
+    :return: the files written, a PNG and a PDF per figure
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colors = variant_colors(results)
+    figures: dict[str, Callable[[Results, dict[str, str]], Figure | None]] = {
+        "learning_curves": plot_learning_curves,
+        "final_returns": plot_final_returns,
+        "dispersion": plot_dispersion,
+        "improvement": plot_improvement,
+        "compute_cost": plot_compute_cost,
+        "probe_noise": lambda r, c: plot_series(r, c, _probe_series("noise"), "minibatch noise"),
+        "probe_gap": lambda r, c: plot_series(r, c, _probe_series("gap"), "train/eval gap"),
+        "mode_mismatch": lambda r, c: plot_series(r, c, _mismatch_series, "|r - 1| at first minibatch"),
+        "statistics_drift": lambda r, c: plot_series(r, c, _drift_series, "running-statistics drift"),
+    }
+    paths = []
+    with plt.rc_context(STYLE):
+        for name, draw in figures.items():
+            figure = draw(results, colors)
+            if figure is not None:
+                paths += save(figure, out_dir / name)
+    return paths
+
+
+def save(figure: Figure, stem: Path) -> list[Path]:
+    """
+    Write a figure as PNG and PDF, and close it.
+
+    :param figure: the figure
+    :param stem: the path without suffix
+    :return: the two files
+    """
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for path in paths:
+        figure.savefig(path)
+    plt.close(figure)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------- colours
+
+
+def variant_colors(results: Results) -> dict[str, str]:
+    """
+    One colour per variant for every figure: the norm's colour for its first variant (SB3 mode, study
+    order), lighter or darker shades of it for its other variants.
+
+    :param results: the study's results
+    :return: variant name -> hex colour
+    """
+    colors: dict[str, str] = {}
+    extra = iter(EXTRA_COLORS * (1 + len(results.groups) // len(EXTRA_COLORS)))
+    by_norm: dict[str, list[Group]] = {}
+    for group in results.groups:
+        if group.variant not in [g.variant for g in by_norm.get(group.norm, [])]:
+            by_norm.setdefault(group.norm, []).append(group)
+    for norm, groups in by_norm.items():
+        base = NORM_COLORS.get(norm) or next(extra)
+        ordered = sorted(groups, key=lambda g: NORM_MODES.index(g.norm_mode) if g.norm_mode in NORM_MODES else 4)
+        for i, group in enumerate(ordered):
+            colors[group.variant] = shade(base, SHADES[i % len(SHADES)])
+    return colors
+
+
+def shade(color: str, amount: float) -> str:
+    """:param color: a matplotlib colour
+    :param amount: in [-1, 1]: toward white when positive, toward black when negative
+    :return: the shaded colour, as hex"""
+    rgb = np.array(to_rgb(color))
+    target = 1.0 if amount > 0 else 0.0
+    return to_hex(rgb + (target - rgb) * abs(amount))
+
+
+def _legend(figure: Figure, colors: dict[str, str], variants: list[str], extra: list[Line2D] = ()) -> None:
+    handles = [Line2D([], [], color=colors[v], marker="o", markersize=4, label=v) for v in variants]
+    handles += list(extra)
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), frameon=False)
+
+
+# ----------------------------------------------------------------------------------------------- layout
+
+
+def _panels(tasks: list[tuple[str, str]], columns: int | None = None) -> tuple[Figure, list[Axes]]:
+    """A figure with one panel per task (or per task x column when ``columns`` is given)."""
+    if columns is None:
+        ncols = min(len(tasks), MAX_COLUMNS)
+        nrows = math.ceil(len(tasks) / ncols)
+    else:
+        ncols, nrows = columns, len(tasks)
+    figure, axes = plt.subplots(
+        nrows, ncols, figsize=(WIDTH_IN, PANEL_HEIGHT_IN * nrows + 0.5), layout="constrained", squeeze=False
+    )
+    flat = list(axes.flat)
+    for unused in flat[len(tasks) * (columns or 1) :]:
+        unused.set_visible(False)
+    return figure, flat
+
+
+def _title(task: tuple[str, str]) -> str:
+    return f"{task[0].upper()} {task[1]}"
+
+
+def _category_axis(ax: Axes, labels: list[str]) -> None:
+    ax.set_xticks(range(len(labels)), labels, rotation=30 if max(map(len, labels)) > 6 else 0, ha="right")
+
+
+def _errorbar(ax: Axes, x: float, estimate: st.Estimate, color: str, marker: str = "o") -> None:
+    """A point with its CI; a point alone when the interval is unknown (one run)."""
+    if math.isnan(estimate.value):
+        return
+    yerr = None
+    if not math.isnan(estimate.low):
+        yerr = [[estimate.value - estimate.low], [estimate.high - estimate.value]]
+    ax.errorbar([x], [estimate.value], yerr=yerr, color=color, marker=marker, markersize=5, capsize=3, lw=1.2)
+
+
+# ----------------------------------------------------------------------------------------------- figures
+
+
+def plot_learning_curves(results: Results, colors: dict[str, str]) -> Figure:
+    """
+    Learning curves per task: IQM and 95 % CI band of each variant's finished runs; failed and
+    unfinished runs as thin lines.
+
+    :param results: the study's results
+    :param colors: variant -> colour
+    :return: the figure
+    """
+    figure, axes = _panels(results.tasks)
+    for ax, task in zip(axes, results.tasks, strict=False):
+        for group in results.groups_of(task):
+            color = colors[group.variant]
+            band = learning_curve(group)
+            if band is not None:
+                ax.plot(band.steps, band.value, color=color, lw=1.5)
+                ax.fill_between(band.steps, band.low, band.high, color=color, alpha=0.2, lw=0)
+            for run in group.runs:
+                if run.status != DONE and run.steps.size:
+                    ax.plot(run.steps, run.returns, color=color, lw=0.7, ls="--", alpha=0.8)
+                    if run.status == FAILED:
+                        ax.plot(run.steps[-1], run.returns[-1], "x", color=color, markersize=6)
+        ax.set(title=_title(task), xlabel="environment steps", ylabel="return")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    partial = [Line2D([], [], color="grey", lw=0.7, ls="--", label="unfinished / failed (x) run")]
+    _legend(figure, colors, results.variants, partial if any(r.status != DONE for r in results.runs) else [])
+    return figure
+
+
+def _status_label(group: Group) -> str:
+    counts = [f"{group.count(status)} {status}" for status in (DONE, FAILED, RUNNING) if group.count(status)]
+    return group.variant + "\n" + ", ".join(counts)
+
+
+def plot_final_returns(results: Results, colors: dict[str, str]) -> Figure:
+    """
+    Final return of every finished run per variant (jittered points) with the IQM and its CI.
+
+    :param results: the study's results
+    :param colors: variant -> colour
+    :return: the figure
+    """
+    figure, axes = _panels(results.tasks)
+    jitter = np.random.default_rng(0)
+    for ax, task in zip(axes, results.tasks, strict=False):
+        groups = results.groups_of(task)
+        for x, group in enumerate(groups):
+            finals = group.finals()
+            offsets = jitter.uniform(-0.15, 0.15, finals.size)
+            ax.scatter(x + offsets, finals, s=12, color=colors[group.variant], alpha=0.6, lw=0)
+            _errorbar(ax, x + 0.3, group.final_iqm, colors[group.variant], marker="D")
+        _category_axis(ax, [_status_label(group) for group in groups])
+        ax.set(title=_title(task), ylabel="final return")
+    return figure
+
+
+DISPERSION_COLUMNS = (
+    ("final IQM", lambda group: group.final_iqm),
+    ("across-seed std of final", lambda group: group.final_std),
+    ("within-run dispersion", lambda group: group.within_run_dispersion),
+)
+
+
+def plot_dispersion(results: Results, colors: dict[str, str]) -> Figure:
+    """
+    Per task, three panels side by side: the level (final IQM), the across-seed standard deviation and
+    the within-run dispersion, each per variant with its CI (DESIGN §7: never variance alone).
+
+    :param results: the study's results
+    :param colors: variant -> colour
+    :return: the figure
+    """
+    figure, axes = _panels(results.tasks, columns=len(DISPERSION_COLUMNS))
+    for row, task in enumerate(results.tasks):
+        groups = results.groups_of(task)
+        for column, (label, estimate) in enumerate(DISPERSION_COLUMNS):
+            ax = axes[row * len(DISPERSION_COLUMNS) + column]
+            for x, group in enumerate(groups):
+                _errorbar(ax, x, estimate(group), colors[group.variant])
+            _category_axis(ax, [group.variant for group in groups])
+            ax.set_xlim(-0.5, len(groups) - 0.5)
+            ax.set(title=f"{_title(task)}: {label}" if column == 0 else label)
+    return figure
+
+
+def plot_improvement(results: Results, colors: dict[str, str]) -> Figure | None:
+    """
+    Probability-of-improvement matrix per task: P(final of a row variant's run > a column variant's run).
+
+    :param results: the study's results
+    :param colors: variant -> colour (the tick labels take them)
+    :return: the figure, None when no task has two variants with finished runs
+    """
+    tasks = [task for task in results.tasks if sum(g.finals().size > 0 for g in results.groups_of(task)) > 1]
+    if not tasks:
+        return None
+    figure, axes = _panels(tasks)
+    image = None
+    for ax, task in zip(axes, tasks, strict=False):
+        groups = [group for group in results.groups_of(task) if group.finals().size]
+        matrix = np.array([[_probability(row, column) for column in groups] for row in groups])
+        image = ax.imshow(matrix, cmap="RdBu", vmin=0, vmax=1)
+        for (i, j), value in np.ndenumerate(matrix):
+            if i != j:
+                # White on the dark ends of the colour map, black in its light middle.
+                color = "white" if abs(value - 0.5) > 0.3 else "black"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
+        names = [group.variant for group in groups]
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+            label.set_color(colors[label.get_text()])
+        ax.set(title=_title(task), xlabel="Y", ylabel="X")
+        ax.spines[:].set_visible(False)
+    figure.colorbar(image, ax=axes[: len(tasks)], label="P(X > Y)", shrink=0.8)
+    return figure
+
+
+def _probability(x: Group, y: Group) -> float:
+    if x is y:
+        return math.nan
+    # Mann-Whitney's U of x counts the run pairs where x is higher (ties 1/2): P(X > Y) = U / (n_x n_y).
+    finals_x, finals_y = x.finals(), y.finals()
+    return st.mann_whitney(finals_x, finals_y).statistic / (finals_x.size * finals_y.size)
+
+
+def plot_compute_cost(results: Results, colors: dict[str, str]) -> Figure | None:
+    """
+    Training wall time per run (points) and per variant (bar: the mean), per task.
+
+    :param results: the study's results
+    :param colors: variant -> colour
+    :return: the figure, None when no run finished
+    """
+    if not any(group.finished for group in results.groups):
+        return None
+    figure, axes = _panels(results.tasks)
+    for ax, task in zip(axes, results.tasks, strict=False):
+        groups = results.groups_of(task)
+        for x, group in enumerate(groups):
+            times = group.values(lambda run: run.train_time_s)
+            ax.bar(x, group.train_time_s.value, color=colors[group.variant], alpha=0.35, width=0.6)
+            ax.scatter(np.full(times.size, x), times, s=12, color=colors[group.variant], zorder=3)
+        _category_axis(ax, [group.variant for group in groups])
+        ax.set(title=_title(task), ylabel="training time per run (s)")
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------- series
+
+
+SeriesOf = Callable[[Run], dict[str, Series]]
+"""The curves a run logs, by label (network name, or mean/max)."""
+
+
+def _by_network(records: list, value: Callable[[object], float]) -> dict[str, Series]:
+    """Split probe or drift records into one curve per network."""
+    networks = dict.fromkeys(record.network for record in records)
+    return {
+        network: Series(
+            np.array([record.timesteps for record in records if record.network == network]),
+            np.array([value(record) for record in records if record.network == network]),
+        )
+        for network in networks
+    }
+
+
+def _probe_series(quantity: str) -> SeriesOf:
+    return lambda run: _by_network(
+        [record for record in run.probe if record.layer == OUTPUT_LAYER], attrgetter(quantity)
+    )
+
+
+def _mismatch_series(run: Run) -> dict[str, Series]:
+    return {} if run.mismatch is None else {"mean": run.mismatch, "max": run.mismatch_max}
+
+
+def _drift_series(run: Run) -> dict[str, Series]:
+    return _by_network(list(run.drift), attrgetter("drift"))
+
+
+def mean_over_runs(curves: list[Series]) -> Series:
+    """
+    Average curves logged by several runs at each step, over the runs that have that step (a run still
+    going contributes its first steps).
+
+    :param curves: one curve per run
+    :return: the mean curve
+    """
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in zip(curve.steps.tolist(), curve.values.tolist(), strict=True):
+            by_step.setdefault(step, []).append(value)
+    steps = sorted(by_step)
+    return Series(np.array(steps), np.array([np.mean(by_step[step]) for step in steps]))
+
+
+def plot_series(results: Results, colors: dict[str, str], series_of: SeriesOf, ylabel: str) -> Figure | None:
+    """
+    A quantity logged over training, per task with data: one line per variant and label, averaged over
+    the variant's runs; colour by variant, line style by label.
+
+    :param results: the study's results
+    :param colors: variant -> colour
+    :param series_of: the curves of one run, by label
+    :param ylabel: what the quantity is
+    :return: the figure, None when no run logged it
+    """
+    tasks = [task for task in results.tasks if any(series_of(run) for run in results.runs if run.task == task)]
+    if not tasks:
+        return None
+    figure, axes = _panels(tasks)
+    labels: list[str] = []
+    for ax, task in zip(axes, tasks, strict=False):
+        for group in results.groups_of(task):
+            by_label: dict[str, list[Series]] = {}
+            for run in group.runs:
+                for label, curve in series_of(run).items():
+                    by_label.setdefault(label, []).append(curve)
+            for label, curves in by_label.items():
+                labels += [label] if label not in labels else []
+                mean = mean_over_runs(curves)
+                style = LINE_STYLES[labels.index(label) % len(LINE_STYLES)]
+                ax.plot(mean.steps, mean.values, color=colors[group.variant], ls=style, lw=1.2)
+        ax.set(title=_title(task), xlabel="environment steps", ylabel=ylabel)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    styles = [
+        Line2D([], [], color="grey", ls=LINE_STYLES[i % len(LINE_STYLES)], label=label)
+        for i, label in enumerate(labels)
+    ]
+    variants = [v for v in results.variants if any(g.variant == v and g.task in tasks for g in results.groups)]
+    _legend(figure, colors, variants, styles)
+    return figure

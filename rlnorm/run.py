@@ -1,0 +1,308 @@
+"""One run: train an agent with a norm variant, evaluate it as it learns, and record it in its directory.
+
+A run directory holds, when the run is finished::
+
+    config.json        the run spec, the agent's hyperparameters and the evaluation seed
+    monitor.csv        the training episodes (SB3's VecMonitor)
+    progress.csv       SB3's logger: train/* (with train/mode_mismatch for PPO and A2C) and eval/*
+    evaluations.csv    one row per evaluation episode: timesteps, episode, return, length
+    evaluations.npz    the same in RL Zoo's layout: timesteps (n,), results and ep_lengths (n, episodes)
+    model.zip          the final model (and vecnormalize.pkl when observations are normalized)
+    events.out.tfevents.*  TensorBoard logs, when asked
+    done.json          written last, atomically: wall time (and the part spent evaluating), peak memory,
+                       versions, warnings; or instead
+    failed.json        the reason the run failed (an exception, or NaN/inf in the networks)
+
+A directory without ``done.json`` or ``failed.json`` is an interrupted run: the study redoes it.
+
+Training and evaluation are reproducible: one torch thread (bit-identical results on CPU need the same
+thread count, DESIGN §4.6), SB3 seeds Python, numpy, torch and the training envs from ``seed``, and the
+evaluation envs are seeded from ``seed + EVAL_SEED_OFFSET``, so they never replay the training envs'
+episodes. Evaluation runs the policy in eval mode with deterministic actions, which draw no random
+numbers, so evaluating does not change training.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import sb3_contrib
+import stable_baselines3
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    VecEnv,
+    VecMonitor,
+    VecNormalize,
+    sync_envs_normalization,
+)
+
+import rlnorm
+from rlnorm.agents import AgentSpec, load_agent
+from rlnorm.callbacks import ModeMismatchCallback
+from rlnorm.config import ALGORITHMS, EvalSettings, RunSpec
+from rlnorm.policies import NormActorCriticPolicy
+
+EVAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run reports back to the study.
+
+    :param run_id: the run's id
+    :param ok: whether it finished (``done.json``) rather than failed (``failed.json``)
+    :param reason: why it failed, in one line
+    :param wall_time_s: seconds from start to record
+    """
+
+    run_id: str
+    ok: bool
+    reason: str | None
+    wall_time_s: float
+
+
+class NonFiniteError(RuntimeError):
+    """The networks or the evaluation returns hold NaN or inf."""
+
+
+def run_one(spec: RunSpec, run_dir: str | Path) -> RunResult:
+    """Train, evaluate and record one run; a failure is recorded in ``failed.json``, not raised.
+
+    :param spec: the run
+    :param run_dir: its directory, absent or empty (the study removes interrupted runs' files)
+    :return: how it ended
+    """
+    torch.set_num_threads(1)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    record: dict[str, Any] = {"run_id": spec.run_id}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # Warnings go to done.json rather than the terminal, where they would break the progress bar.
+            warnings.simplefilter("always")
+            record.update(train(spec, run_dir))
+        record["warnings"] = sorted({str(w.message) for w in caught})
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        record.update(reason=reason, traceback=traceback.format_exc())
+        return _finish(run_dir / "failed.json", record, start, ok=False)
+    return _finish(run_dir / "done.json", record, start, ok=True)
+
+
+def train(spec: RunSpec, run_dir: Path) -> dict[str, float]:
+    """Build the envs and the model, train with periodic evaluation, and save the results.
+
+    :param spec: the run
+    :param run_dir: its directory
+    :return: the environment steps trained, and the seconds spent evaluating
+    """
+    agent = load_agent(spec.algo, spec.env_id)
+    eval_seed = spec.seed + EVAL_SEED_OFFSET
+    # Shallow, so that the hyperparameter objects (schedules, action noise) are written by their repr.
+    agent_fields = {field.name: getattr(agent, field.name) for field in dataclasses.fields(agent)}
+    write_json(run_dir / "config.json", {"run": spec.to_dict(), "eval_seed": eval_seed, "agent": agent_fields})
+    train_env = make_env(agent, agent.n_envs, run_dir / "monitor.csv")
+    eval_env = make_env(agent, spec.eval.episodes)
+    eval_env.seed(eval_seed)
+    if isinstance(eval_env, VecNormalize):
+        # Evaluate with the training statistics (synced before each evaluation), on the true rewards.
+        eval_env.training, eval_env.norm_reward = False, False
+
+    model = build_model(spec, agent, train_env)
+    model.set_logger(configure(str(run_dir), ["csv", "tensorboard"] if spec.tensorboard else ["csv"]))
+    evaluator = PeriodicEvaluation(eval_env, spec.eval, run_dir / "evaluations.csv")
+    callbacks: list[BaseCallback] = [evaluator]
+    if isinstance(model.policy, NormActorCriticPolicy):
+        callbacks.append(ModeMismatchCallback())
+    model.learn(total_timesteps=spec.timesteps, callback=callbacks)
+
+    evaluator.save_npz(run_dir / "evaluations.npz")
+    model.save(run_dir / "model.zip")
+    if isinstance(train_env, VecNormalize):
+        train_env.save(str(run_dir / "vecnormalize.pkl"))
+    model.logger.close()
+    train_env.close()
+    eval_env.close()
+    return {"timesteps": model.num_timesteps, "evaluation_s": evaluator.seconds}
+
+
+def make_env(agent: AgentSpec, n_envs: int, monitor_file: Path | None = None) -> VecEnv:
+    """:param agent: the agent (env id, observation normalization)
+    :param n_envs: number of environments, stepped in this process
+    :param monitor_file: where to record the episodes (None: kept in memory, for evaluation)
+    :return: the vectorized environment, not yet seeded
+    """
+    env: VecEnv = DummyVecEnv([lambda: gym.make(agent.env_id)] * n_envs)
+    # Monitor before normalizing, so that it records the true rewards.
+    env = VecMonitor(env, filename=None if monitor_file is None else str(monitor_file))
+    if agent.normalize:
+        env = VecNormalize(env, **(agent.normalize if isinstance(agent.normalize, dict) else {}))
+    return env
+
+
+def build_model(spec: RunSpec, agent: AgentSpec, env: VecEnv) -> BaseAlgorithm:
+    """:param spec: the run (algorithm, norm variant, seed)
+    :param agent: the agent's hyperparameters
+    :param env: the training environment
+    :return: the SB3 model with the run's norm in its policy, seeded
+    """
+    kwargs = agent.model_kwargs(env.action_space)
+    variant = spec.variant
+    kwargs["policy_kwargs"].update(norm=variant.norm, norm_kwargs=variant.norm_kwargs, norm_in=variant.norm_in)
+    policy_class = ALGORITHMS[spec.algo].policy_class
+    return agent.algo_class(policy_class, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
+
+
+class PeriodicEvaluation(BaseCallback):
+    """Evaluate before training, every ``settings.every`` environment steps, and at the end.
+
+    Each evaluation checks the networks for NaN/inf first, and writes its episodes to ``csv_path`` as it
+    goes, so an interrupted or failed run shows how far it got.
+
+    :param eval_env: the evaluation environments, one per episode, seeded
+    :param settings: when and how to evaluate
+    :param csv_path: where to append one row per episode
+    """
+
+    def __init__(self, eval_env: VecEnv, settings: EvalSettings, csv_path: Path) -> None:
+        super().__init__()
+        self.eval_env, self.settings, self.csv_path = eval_env, settings, csv_path
+        self.timesteps: list[int] = []
+        self.returns: list[list[float]] = []
+        self.lengths: list[list[int]] = []
+        self.next_evaluation = 0
+        self.seconds = 0.0
+        with open(csv_path, "w", newline="") as file:
+            csv.writer(file).writerow(["timesteps", "episode", "return", "length"])
+
+    def _on_training_start(self) -> None:
+        self._evaluate()
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_evaluation:
+            self._evaluate()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.timesteps[-1] != self.model.num_timesteps:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        start = time.perf_counter()
+        step = self.model.num_timesteps
+        check_finite(self.model, step)
+        if isinstance(self.eval_env, VecNormalize):
+            sync_envs_normalization(self.training_env, self.eval_env)
+        returns, lengths = evaluate_policy(
+            self.model,
+            self.eval_env,
+            n_eval_episodes=self.settings.episodes,
+            deterministic=self.settings.deterministic,
+            return_episode_rewards=True,
+        )
+        if not np.all(np.isfinite(returns)):
+            raise NonFiniteError(f"evaluation returns are not finite at step {step}: {returns}")
+        self.timesteps.append(step)
+        self.returns.append([float(r) for r in returns])
+        self.lengths.append([int(n) for n in lengths])
+        with open(self.csv_path, "a", newline="") as file:
+            csv.writer(file).writerows([step, i, r, n] for i, (r, n) in enumerate(zip(returns, lengths, strict=True)))
+        self.logger.record("eval/mean_reward", float(np.mean(returns)))
+        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
+        self.next_evaluation = (step // self.settings.every + 1) * self.settings.every
+        self.seconds += time.perf_counter() - start
+
+    def save_npz(self, path: Path) -> None:
+        """Write the evaluations in RL Zoo's ``evaluations.npz`` layout.
+
+        :param path: the file
+        """
+        np.savez(
+            path,
+            timesteps=np.array(self.timesteps),
+            results=np.array(self.returns),
+            ep_lengths=np.array(self.lengths),
+        )
+
+
+def check_finite(model: BaseAlgorithm, step: int) -> None:
+    """:param model: the model whose parameters and buffers (running statistics) to check
+    :param step: the current step, for the message
+    :raises NonFiniteError: naming the first tensor holding NaN or inf
+    """
+    for name, tensor in [*model.policy.named_parameters(), *model.policy.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise NonFiniteError(f"NaN or inf in {name} at step {step}")
+
+
+def peak_memory_mib() -> float:
+    """:return: the peak resident memory of this process so far (a worker's, over the runs it did), in MiB"""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux counts in KiB, macOS in bytes.
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def versions() -> dict[str, str]:
+    """:return: the versions of Python and of the packages that decide a run's numbers"""
+    return {
+        "python": platform.python_version(),
+        "rlnorm": rlnorm.__version__,
+        "torch": torch.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "gymnasium": gym.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _finish(path: Path, record: dict[str, Any], start: float, ok: bool) -> RunResult:
+    wall_time_s = time.perf_counter() - start
+    record.update(
+        wall_time_s=wall_time_s,
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        host=platform.node(),
+        peak_memory_mib=peak_memory_mib(),
+        versions=versions(),
+    )
+    write_json(path, record)
+    return RunResult(record["run_id"], ok, record.get("reason"), wall_time_s)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON file atomically (write, then rename): a reader, or a resumed study, sees the whole
+    file or none of it.
+
+    :param path: the file
+    :param data: its content; classes are written by name, other objects by their repr
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, default=_describe) + "\n")
+    os.replace(temporary, path)
+
+
+def _describe(value: Any) -> str:
+    """JSON form of the hyperparameters that are objects: classes by name, others (schedules) by repr."""
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)

@@ -1,0 +1,209 @@
+"""A study: every run of a config, run (or resumed) on an executor, with one progress bar.
+
+The output directory holds::
+
+    <algo>/<env>/<variant>/seed-<seed>/   one directory per run (:mod:`rlnorm.run` lists its files)
+    study.json                            the study config last run in it
+    .lock                                 locked while a study process works in it
+
+Resuming is the normal way to run: a run with ``done.json`` is finished and skipped; one with
+``failed.json`` failed and stays so unless ``retry_failed``; any other run directory was interrupted and
+is removed and redone from scratch. Runs are deterministic, so a study killed at any moment and run again
+gives the same results as one never interrupted, each run done exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rlnorm.config import RunSpec, StudyConfig
+from rlnorm.executors import check_executor, run_jobs
+from rlnorm.run import run_one, write_json
+
+
+class StudyError(Exception):
+    """The study cannot start; the message is one line saying why and what to do."""
+
+
+@dataclass
+class StudySummary:
+    """How a study invocation ended.
+
+    :param name: the study's name
+    :param out: its output directory
+    :param total: runs in the study
+    :param skipped: runs already finished before this invocation
+    :param done: runs finished by this invocation
+    :param failed: run id -> reason, for every failed run of the study (also earlier ones not retried)
+    :param wall_time_s: duration of this invocation
+    """
+
+    name: str
+    out: Path
+    total: int
+    skipped: int = 0
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+    def report(self) -> str:
+        """:return: a few lines: the counts, then one line per failed run"""
+        lines = [
+            f"{self.name}: {self.total} runs, {self.skipped + self.done} done "
+            f"({self.done} now, {self.skipped} before), {len(self.failed)} failed, in {self.wall_time_s:.0f} s; "
+            f"results in {self.out}"
+        ]
+        lines += [f"  failed: {run_id}: {reason}" for run_id, reason in sorted(self.failed.items())]
+        if self.failed:
+            lines.append("  (details in each run's failed.json; --retry-failed runs them again)")
+        return "\n".join(lines)
+
+
+def run_study(
+    config: StudyConfig, retry_failed: bool = False, quiet: bool = False, address: str | None = None
+) -> StudySummary:
+    """Run the study's runs that are not finished yet.
+
+    :param config: the study
+    :param retry_failed: also redo the runs that failed
+    :param quiet: no progress bar (for CI logs)
+    :param address: the Ray cluster to use with the ray executor (default: a local Ray instance)
+    :return: the summary
+    :raises StudyError: if the study cannot start (output directory not writable or in use by another
+        study, runs recorded there with other settings, executor not installed); nothing is run then
+    """
+    start = time.perf_counter()
+    # Absolute: Ray workers do not share this process's working directory.
+    out = config.out.resolve()
+    check_writable(out)
+    try:
+        check_executor(config.executor)
+    except ValueError as error:
+        raise StudyError(str(error)) from None
+    specs = config.runs()
+    summary = StudySummary(config.name, out, total=len(specs))
+    with study_lock(out):
+        todo = _plan(specs, out, retry_failed, summary)
+        write_json(out / "study.json", {**dataclasses.asdict(config), "out": str(out)})
+        progress = tqdm(
+            total=summary.total, initial=summary.total - len(todo), desc=config.name, unit="run", disable=quiet
+        )
+        progress.set_postfix(failed=len(summary.failed))
+        jobs = [partial(run_one, spec, out / spec.run_id) for spec in todo]
+        with progress:
+            for result in run_jobs(config.executor, jobs, config.workers, address):
+                if result.ok:
+                    summary.done += 1
+                else:
+                    summary.failed[result.run_id] = result.reason or "unknown"
+                progress.set_postfix(failed=len(summary.failed), refresh=False)
+                progress.update()
+    summary.wall_time_s = time.perf_counter() - start
+    return summary
+
+
+def _plan(specs: list[RunSpec], out: Path, retry_failed: bool, summary: StudySummary) -> list[RunSpec]:
+    """Sort the runs into finished, failed and to do, and clear the directories of the runs to redo.
+
+    :return: the runs to do
+    """
+    todo = []
+    for spec in specs:
+        run_dir = out / spec.run_id
+        done, failed = run_dir / "done.json", run_dir / "failed.json"
+        if done.exists() or (failed.exists() and not retry_failed):
+            _check_same_settings(spec, run_dir)
+        if done.exists():
+            summary.skipped += 1
+        elif failed.exists() and not retry_failed:
+            summary.failed[spec.run_id] = json.loads(failed.read_text())["reason"]
+        else:
+            todo.append(spec)
+    # Only now, once no recorded run contradicts the config, remove anything.
+    for spec in todo:
+        shutil.rmtree(out / spec.run_id, ignore_errors=True)
+    return todo
+
+
+def _check_same_settings(spec: RunSpec, run_dir: Path) -> None:
+    """A recorded run must have been made with the settings the config gives it now: results made with
+    another budget, say, would be mixed into the study silently."""
+    config_file = run_dir / "config.json"
+    if not config_file.exists():  # a run that failed before writing it
+        return
+    differences = _differences(json.loads(config_file.read_text())["run"], spec.to_dict())
+    if differences:
+        key, (was, now) = next(iter(differences.items()))
+        raise StudyError(
+            f"{run_dir} was run with {key}={was!r} but the config now says {now!r}; "
+            "use another --out, or remove that run's directory"
+        )
+
+
+def _differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> dict[str, tuple]:
+    # Only the recorded keys count, so that a setting added to RunSpec later (with a default) does not
+    # invalidate the runs made before it existed.
+    differences = {}
+    for key, was in recorded.items():
+        now = current.get(key)
+        if isinstance(was, dict) and isinstance(now, dict) and was and now:
+            differences.update(_differences(was, now, f"{prefix}{key}."))
+        elif was != now:
+            differences[f"{prefix}{key}"] = (was, now)
+    return differences
+
+
+def check_writable(path: Path) -> None:
+    """Check, without writing anything, that a directory can be created or written at ``path``.
+
+    :param path: the directory
+    :raises StudyError: if it cannot
+    """
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StudyError(f"cannot write to {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StudyError(f"cannot write to {path}: {existing} is not writable")
+
+
+@contextmanager
+def study_lock(out: Path) -> Iterator[None]:
+    """Hold the output directory for this process: two studies writing the same runs would corrupt them.
+    The lock is the operating system's, so it is released when the process ends, even by SIGKILL.
+
+    :param out: the output directory, created if needed
+    :raises StudyError: if another process holds it
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_file = open(out / ".lock", "a+")  # noqa: SIM115 (closed by the with statement below)
+    except OSError as error:  # what check_writable cannot see: a read-only file system, /proc, ...
+        raise StudyError(f"cannot write to {out}: {error.strerror}") from None
+    with lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "?"
+            raise StudyError(
+                f"another study (process {holder}) is running in {out}; wait for it to end, or use another --out"
+            ) from None
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        yield

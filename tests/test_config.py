@@ -1,0 +1,195 @@
+"""Study configs: the shipped ones expand to the intended grids; every bad value is named in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rlnorm.config import ConfigError, EvalSettings, NormVariant, load_study, parse_study, single_run
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CORE_NORMS = ["none", "bn", "mobn", "wn", "wn+mobn", "ln"]
+
+
+def minimal(**changes: Any) -> dict[str, Any]:
+    """A small valid config, with some keys changed (a value of None removes the key)."""
+    raw = {
+        "algos": {"ppo": ["CartPole-v1"]},
+        "norms": ["none", "bn"],
+        "seeds": 2,
+        "budget": {"timesteps": 1000},
+    }
+    raw.update(changes)
+    return {key: value for key, value in raw.items() if value is not None}
+
+
+def parse(raw: Any):
+    return parse_study(raw, default_name="test", source="test.yaml")
+
+
+def test_smoke_config_expands_to_readable_unique_run_ids():
+    config = load_study(CONFIGS / "smoke.yaml")
+    runs = config.runs()
+    ids = [run.run_id for run in runs]
+    assert len(ids) == len(set(ids)) == 8
+    assert "ppo/CartPole-v1/bn/seed-1" in ids
+    # Seed-major: an interrupted study has compared every variant on its first seeds.
+    assert {run.seed for run in runs[:4]} == {0}
+
+
+def test_quick_config_compares_the_six_core_norms_on_one_task():
+    config = load_study(CONFIGS / "quick.yaml")
+    assert [variant.norm for variant in config.variants] == CORE_NORMS
+    assert {(run.algo, run.env_id) for run in config.runs()} == {("ppo", "CartPole-v1")}
+
+
+def test_claim_config_is_the_reference_grid():
+    runs = load_study(CONFIGS / "claim.yaml").runs()
+    cells: dict[tuple[str, str, str], set[int]] = {}
+    for run in runs:
+        cells.setdefault((run.algo, run.env_id, run.variant.name), set()).add(run.seed)
+    tasks = {
+        ("ppo", "CartPole-v1"): 10,
+        ("dqn", "CartPole-v1"): 10,
+        ("dqn", "Acrobot-v1"): 10,
+        ("sac", "Pendulum-v1"): 5,
+        ("td3", "Pendulum-v1"): 5,
+    }
+    for (algo, env_id), n_seeds in tasks.items():
+        for norm in CORE_NORMS:
+            assert len(cells[algo, env_id, norm]) == n_seeds, (algo, env_id, norm)
+    budgets = {(run.algo, run.env_id): run.timesteps for run in runs}
+    assert budgets == {
+        ("ppo", "CartPole-v1"): 100_000,
+        ("dqn", "CartPole-v1"): 50_000,
+        ("dqn", "Acrobot-v1"): 100_000,
+        ("sac", "Pendulum-v1"): 20_000,
+        ("td3", "Pendulum-v1"): 20_000,
+    }
+
+
+def test_variants_seeds_and_budget_forms():
+    config = parse(
+        minimal(
+            norms=[
+                "ln",
+                {"bn-critic": {"norm": "bn", "norm_in": "critic"}},
+                {"mobn": {"norm_kwargs": {"momentum": 0.01}}},
+            ],
+            seeds=[3, 7],
+            budget={"scale": 0.5},
+        )
+    )
+    assert config.variants == [
+        NormVariant("ln", "ln"),
+        NormVariant("bn-critic", "bn", norm_in="critic"),
+        NormVariant("mobn", "mobn", {"momentum": 0.01}),
+    ]
+    runs = config.runs()
+    assert [run.seed for run in runs] == [3, 3, 3, 7, 7, 7]
+    assert {run.timesteps for run in runs} == {50_000}  # half the zoo's 100k for PPO CartPole
+    assert runs[1].run_id == "ppo/CartPole-v1/bn-critic/seed-3"
+    assert config.out == Path("results/test")
+
+
+def test_a_task_overrides_seeds_budget_and_eval_for_itself_only():
+    config = parse(
+        minimal(
+            algos={
+                "ppo": {"CartPole-v1": {"seeds": [5], "budget": {"timesteps": 64}, "eval": {"every": 7}}},
+                "dqn": ["CartPole-v1"],
+            },
+            norms=["none"],
+            eval={"episodes": 3},
+        )
+    )
+    runs = {run.run_id: run for run in config.runs()}
+    assert list(runs) == ["ppo/CartPole-v1/none/seed-5", "dqn/CartPole-v1/none/seed-0", "dqn/CartPole-v1/none/seed-1"]
+    assert (runs["ppo/CartPole-v1/none/seed-5"].timesteps, runs["dqn/CartPole-v1/none/seed-0"].timesteps) == (64, 1000)
+    assert runs["ppo/CartPole-v1/none/seed-5"].eval == EvalSettings(every=7, episodes=3)
+    assert runs["dqn/CartPole-v1/none/seed-1"].eval == EvalSettings(episodes=3)
+
+
+def test_out_argument_replaces_the_configs(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(minimal(out="results/elsewhere")))
+    assert load_study(path, out=tmp_path / "o").out == tmp_path / "o"
+    assert load_study(path).name == "study"
+
+
+def test_single_run_uses_the_zoo_budget_by_default():
+    spec = single_run("dqn", "CartPole-v1", "wn", seed=4)
+    assert (spec.run_id, spec.timesteps) == ("dqn/CartPole-v1/wn/seed-4", 50_000)
+
+
+BAD_CONFIGS = {
+    "unknown key": (minimal(seed=3), ["unknown key 'seed'", "did you mean 'seeds'"]),
+    "missing key": (minimal(budget=None), ["missing key 'budget'"]),
+    "unknown algo": (minimal(algos={"ppo2": ["CartPole-v1"]}), ["unknown algorithm 'ppo2'", "did you mean 'ppo'"]),
+    "unknown env": (minimal(algos={"ppo": ["CartPole-v9"]}), ["unknown environment 'CartPole-v9'", "CartPole-v1"]),
+    "untuned env": (minimal(algos={"dqn": ["MountainCar-v0"]}), ["no hyperparameters for MountainCar-v0"]),
+    "dqn on pendulum": (minimal(algos={"dqn": ["Pendulum-v1"]}), ["dqn cannot act in Pendulum-v1", "Discrete"]),
+    "td3 on cartpole": (minimal(algos={"td3": ["CartPole-v1"]}), ["td3 cannot act in CartPole-v1", "Box"]),
+    "unknown norm": (minimal(norms=["none", "bnn"]), ["unknown norm 'bnn'", "did you mean 'bn'", "wn+mobn"]),
+    "unknown norm option": (
+        minimal(norms=[{"bn2": {"norm": "bn", "norm_kwargs": {"momentun": 0.1}}}]),
+        ["no option 'momentun'", "momentum"],
+    ),
+    "unknown variant key": (
+        minimal(norms=[{"bn2": {"norm": "bn", "norm-in": "actor"}}]),
+        ["unknown key 'norm-in'", "did you mean 'norm_in'"],
+    ),
+    "bad norm_in": (minimal(norms=[{"bn2": {"norm": "bn", "norm_in": "critics"}}]), ["norm_in 'critics'", "critic"]),
+    "norm_in on dqn": (
+        minimal(algos={"dqn": ["CartPole-v1"]}, norms=[{"bn-critic": {"norm": "bn", "norm_in": "critic"}}]),
+        ["dqn does not allow", "both"],
+    ),
+    "variant name": (minimal(norms=[{"a/b": {"norm": "bn"}}]), ["variant name 'a/b'"]),
+    "duplicate variant": (minimal(norms=["bn", "bn"]), ["bn appears more than once"]),
+    "no norms": (minimal(norms=[]), ["norms: expected a non-empty list"]),
+    "zero timesteps": (minimal(budget={"timesteps": 0}), ["budget.timesteps: 0 is not a positive integer"]),
+    "negative timesteps": (minimal(budget={"timesteps": -5}), ["budget.timesteps: -5"]),
+    "negative scale": (minimal(budget={"scale": -1}), ["budget.scale: -1 is not a positive number"]),
+    "two budgets": (minimal(budget={"timesteps": 10, "scale": 1}), ["exactly one of timesteps"]),
+    "zero eval every": (minimal(eval={"every": 0}), ["eval.every: 0 is not a positive integer"]),
+    "zero eval episodes": (minimal(eval={"episodes": 0}), ["eval.episodes: 0"]),
+    "eval episodes type": (minimal(eval={"episodes": "ten"}), ["eval.episodes: 'ten' is not a positive integer"]),
+    "no seeds": (minimal(seeds=0), ["seeds: 0 means no runs"]),
+    "empty seeds": (minimal(seeds=[]), ["seeds: the list is empty"]),
+    "negative seed": (minimal(seeds=[1, -1]), ["seeds: -1"]),
+    "duplicate seeds": (minimal(seeds=[1, 1]), ["seeds: 1 appears more than once"]),
+    "bool seeds": (minimal(seeds=True), ["seeds: True"]),
+    "task override": (minimal(algos={"ppo": {"CartPole-v1": {"seeds": 0}}}), ["algos.ppo.CartPole-v1.seeds: 0"]),
+    "task key": (minimal(algos={"ppo": {"CartPole-v1": {"norms": ["bn"]}}}), ["algos.ppo.CartPole-v1: unknown key"]),
+    "unknown executor": (minimal(executor="slurm"), ["executor: 'slurm'", "local, ray"]),
+    "zero workers": (minimal(workers=0), ["workers: 0 is not a positive integer"]),
+    "probe not implemented": (minimal(probe={"every": 10}), ["unknown key 'probe'"]),
+    "not a mapping": ([1, 2], ["expected a mapping"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_is_named_in_one_line(case):
+    raw, expected = BAD_CONFIGS[case]
+    with pytest.raises(ConfigError) as error:
+        parse(raw)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("test.yaml: ")
+    for part in expected:
+        assert part in message
+
+
+def test_malformed_yaml_says_where(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("algos:\n  ppo: [CartPole-v1\nnorms: [none]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: malformed YAML at line \d+"):
+        load_study(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_study(tmp_path / "nope.yaml")

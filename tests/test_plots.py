@@ -1,0 +1,88 @@
+"""Figures: every file written and valid, colours consistent, figures without data left out."""
+
+import numpy as np
+import pytest
+from test_results import curve_to, write_run, write_study
+
+from rlnorm.plots import NORM_COLORS, mean_over_runs, plot_study, variant_colors
+from rlnorm.results import FAILED, RUNNING, Series, load_results
+
+ALL_FIGURES = {
+    "learning_curves",
+    "final_returns",
+    "dispersion",
+    "improvement",
+    "compute_cost",
+    "probe_noise",
+    "probe_gap",
+    "mode_mismatch",
+    "statistics_drift",
+}
+
+
+def write_full_study(root):
+    """Two tasks, three variants, with probe, drift and mismatch logs, and a failed and a running run."""
+    for algo, env in (("ppo", "CartPole-v1"), ("dqn", "Acrobot-v1")):
+        for variant, level, noise in (("none", 400.0, 0.0), ("bn", 150.0, 0.2), ("bn-frozen", 100.0, 0.0)):
+            for seed in range(3):
+                probe = [(step, "actor", "output", noise, noise / 2) for step in (0, 250, 500)]
+                write_run(
+                    root,
+                    variant,
+                    seed,
+                    curve_to(level + 10 * seed),
+                    algo=algo,
+                    env_id=env,
+                    norm="bn" if variant != "none" else "none",
+                    norm_mode="frozen" if "frozen" in variant else None,
+                    probe=probe,
+                    drift=[(250, "actor", 0.1), (500, "actor", 0.05)],
+                    mismatch=[(250, 0.01, 0.02), (500, 0.02, 0.04)] if algo == "ppo" else (),
+                )
+        write_run(root, "bn", 3, [0.0, 20.0, 5.0], algo=algo, env_id=env, status=FAILED)
+        write_run(root, "none", 3, [0.0, 50.0], algo=algo, env_id=env, status=RUNNING)
+
+
+def test_every_figure_is_written_as_png_and_pdf(tmp_path):
+    write_full_study(tmp_path / "results")
+    paths = plot_study(load_results(tmp_path / "results"), tmp_path / "plots")
+    assert {path.stem for path in paths} == ALL_FIGURES
+    assert len(paths) == 2 * len(ALL_FIGURES)
+    for path in paths:
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG" if path.suffix == ".png" else b"%PDF"), path
+        assert len(data) > 5000, path
+
+
+def test_figures_without_data_are_left_out(tmp_path):
+    write_study(tmp_path / "results", {"none": [1.0, 2.0], "bn": [3.0, 4.0]})
+    paths = plot_study(load_results(tmp_path / "results"), tmp_path / "plots")
+    assert {path.stem for path in paths} == {
+        "learning_curves",
+        "final_returns",
+        "dispersion",
+        "improvement",
+        "compute_cost",
+    }
+
+
+def test_one_variant_has_no_improvement_matrix(tmp_path):
+    write_study(tmp_path / "results", {"bn": [1.0, 2.0]})
+    stems = {path.stem for path in plot_study(load_results(tmp_path / "results"), tmp_path / "plots")}
+    assert "improvement" not in stems and "learning_curves" in stems
+
+
+def test_colours_follow_the_norm(tmp_path):
+    write_full_study(tmp_path)
+    colors = variant_colors(load_results(tmp_path))
+    assert colors["none"] == NORM_COLORS["none"]
+    assert colors["bn"] == NORM_COLORS["bn"]
+    # Another mode of bn: a shade of red, distinct from bn's.
+    frozen = tuple(int(colors["bn-frozen"][i : i + 2], 16) for i in (1, 3, 5))
+    assert colors["bn-frozen"] != colors["bn"] and frozen[0] > frozen[1] and frozen[0] > frozen[2]
+
+
+def test_mean_over_runs_averages_each_step_over_the_runs_that_have_it():
+    mean = mean_over_runs([Series(np.array([0, 10]), np.array([1.0, 3.0])), Series(np.array([0]), np.array([3.0]))])
+    assert mean.steps.tolist() == [0, 10]
+    assert mean.values.tolist() == pytest.approx([2.0, 3.0])

@@ -1,0 +1,198 @@
+"""Verdicts, the mechanism ladder, the analysis tables and the report files, on synthetic studies."""
+
+import numpy as np
+import pytest
+from test_results import curve_to, write_run, write_study
+
+from rlnorm.report import (
+    CONTRADICTED,
+    FINAL,
+    INCONCLUSIVE,
+    SUPPORTED,
+    analysis_tables,
+    analyze,
+    stratified_permutation_pvalue,
+    write_report,
+)
+from rlnorm.results import FAILED, RUNNING, load_results
+
+TASK = "ppo/CartPole-v1"
+TEN = np.linspace(-20, 20, 10)
+"""Ten seeds' offsets from a variant's level: the same spread for every variant."""
+
+
+def verdict(analysis, claim: str, scope: str = TASK):
+    return next(v for v in analysis.verdicts if v.claim == claim and v.scope == scope)
+
+
+def test_bn_clearly_below_none_supports_claim_1(tmp_path):
+    write_study(tmp_path, {"none": list(500 + TEN), "bn": list(100 + TEN)})
+    analysis = analyze(load_results(tmp_path))
+    claim = verdict(analysis, "1")
+    assert claim.verdict == SUPPORTED
+    level, spread = claim.comparisons
+    assert (level.x, level.y, level.quantity) == ("bn", "none", FINAL)
+    assert level.probability.value == 0.0 and level.probability.high < 0.5
+    assert level.p_adjusted < 0.05 and level.verdict == SUPPORTED
+    # Levels 400 apart never overlap: the spreads are not compared (DESIGN §7).
+    assert spread.blocked.startswith("final returns do not overlap")
+    assert "IQM 100 vs 500, difference -400" in level.detail
+
+
+def test_bn_clearly_above_none_contradicts_claim_1(tmp_path):
+    write_study(tmp_path, {"none": list(100 + TEN), "bn": list(500 + TEN)})
+    assert verdict(analyze(load_results(tmp_path)), "1").verdict == CONTRADICTED
+
+
+def test_identical_variants_are_inconclusive(tmp_path):
+    write_study(tmp_path, {"none": list(300 + TEN), "bn": list(300 + TEN)})
+    claim = verdict(analyze(load_results(tmp_path)), "1")
+    assert claim.verdict == INCONCLUSIVE
+    level, spread = claim.comparisons
+    assert level.probability.value == 0.5 and level.p_adjusted == 1.0
+    assert spread.blocked is None and spread.verdict == INCONCLUSIVE
+
+
+def test_three_seeds_cannot_support_a_claim(tmp_path):
+    # Perfectly separated, but with 3 runs each the exact Mann-Whitney p-value is at least 0.1.
+    write_study(tmp_path, {"none": [500.0, 510.0, 520.0], "bn": [10.0, 20.0, 30.0]})
+    claim = verdict(analyze(load_results(tmp_path)), "1")
+    assert claim.verdict == INCONCLUSIVE
+    assert claim.comparisons[0].pvalue == pytest.approx(0.1)
+
+
+def test_higher_spread_at_comparable_levels_supports_claim_1(tmp_path):
+    write_study(tmp_path, {"none": list(300 + TEN), "bn": list(300 + 10 * TEN)})
+    claim = verdict(analyze(load_results(tmp_path)), "1")
+    level, spread = claim.comparisons
+    assert level.verdict == INCONCLUSIVE and spread.verdict == SUPPORTED
+    assert claim.verdict == SUPPORTED
+    assert spread.detail == "std 135 vs 13.5"
+
+
+def test_overall_verdict_pools_tasks_and_holm_corrects_one_family(tmp_path):
+    for env in ("CartPole-v1", "Acrobot-v1"):
+        write_study(tmp_path, {"none": list(500 + TEN), "bn": list(100 + TEN)}, env_id=env)
+    analysis = analyze(load_results(tmp_path))
+    overall = verdict(analysis, "1", "all tasks")
+    assert overall.verdict == SUPPORTED
+    assert overall.comparisons[0].detail == "over 2 tasks"
+    # 3 level comparisons are made (2 tasks, overall); every spread is blocked; Holm multiplies the
+    # smallest p-value by 3.
+    made = [c for v in analysis.verdicts for c in v.comparisons if not c.blocked]
+    assert len(made) == 3
+    smallest = min(made, key=lambda c: c.pvalue)
+    assert smallest.p_adjusted == pytest.approx(3 * smallest.pvalue)
+
+
+def test_stratified_permutation_pvalue():
+    low, high = [np.arange(5.0)] * 2, [np.arange(5.0) + 10] * 2
+    # Only the observed labelling and its mirror are as extreme as it: p ~ 2 / C(10, 5)^2 ~ 0.
+    assert stratified_permutation_pvalue(low, high, rng=0) < 0.01
+    assert stratified_permutation_pvalue(low, low, rng=0) == 1.0
+
+
+def test_probe_and_cost_claims(tmp_path):
+    for variant, noise, wall in (("bn", 0.2, 20.0), ("mobn", 0.1, 20.0), ("wn", 0.0, 10.0), ("wn+mobn", 0.1, 20.0)):
+        for seed, offset in enumerate(TEN):
+            probe = [(0, "actor", "output", noise + offset / 1000, 0.0)]
+            write_run(
+                tmp_path,
+                variant,
+                seed,
+                curve_to(300 + offset),
+                norm=variant,
+                probe=probe,
+                wall_time_s=wall + offset / 100,
+            )
+    analysis = analyze(load_results(tmp_path))
+    assert verdict(analysis, "3").verdict == SUPPORTED
+    cost = verdict(analysis, "4")
+    assert cost.verdict == SUPPORTED and "rlnorm bench" in cost.note
+    # Claim 2: less noise, but the same spread and level: not all parts hold.
+    gentler = verdict(analysis, "2")
+    assert gentler.verdict == INCONCLUSIVE
+    assert "across-seed spread" in gentler.note
+
+
+def test_claims_without_their_variants_are_not_measured(tmp_path):
+    write_study(tmp_path, {"none": [1.0, 2.0], "bn": [1.0, 2.0]})
+    analysis = analyze(load_results(tmp_path))
+    assert verdict(analysis, "3").verdict == "not measured"
+    assert verdict(analysis, "3").note == "no mobn variant"
+    assert "rlnorm bench" in verdict(analysis, "4").note
+
+
+def write_ladder(root, finals: dict[str, float], modes=("sb3", "consistent", "frozen", "fixed")):
+    for seed, offset in enumerate(TEN):
+        write_run(root, "none", seed, curve_to(finals["none"] + offset))
+        for mode in modes:
+            name = "bn" if mode == "sb3" else f"bn-{mode}"
+            write_run(root, name, seed, curve_to(finals[mode] + offset), norm="bn", norm_mode=mode)
+
+
+def test_ladder_blames_chasing_statistics(tmp_path):
+    # The pilot's pattern: only fixed statistics recover none's return.
+    write_ladder(tmp_path, {"none": 500, "sb3": 100, "consistent": 100, "frozen": 100, "fixed": 500})
+    (ladder,) = analyze(load_results(tmp_path)).ladders
+    assert [label for label, _ in ladder.rungs] == ["none", "bn sb3", "bn consistent", "bn frozen", "bn fixed"]
+    assert ladder.removed == ["", "b", "a", "c"]
+    assert [step.expected for step in ladder.steps] == [None, "greater", "greater", "greater"]
+    # The gap none -> sb3 tests no mechanism: its table says which way it goes.
+    assert [step.outcome for step in ladder.steps[:2]] == ["X lower (significant)", "inconclusive"]
+    by_letter = {v.claim: v for v in ladder.verdicts}
+    assert by_letter["c"].verdict == SUPPORTED
+    assert by_letter["c"].note.startswith("removing chasing statistics raises the final return: bn-frozen -> bn-fixed")
+    assert by_letter["a"].verdict == INCONCLUSIVE and by_letter["b"].verdict == INCONCLUSIVE
+    assert by_letter["a"].note.startswith("no effect of minibatch noise shown")
+
+
+def test_ladder_with_noise_that_helps_and_a_missing_rung(tmp_path):
+    write_ladder(tmp_path, {"none": 300, "sb3": 300, "frozen": 100, "fixed": 100}, modes=("sb3", "frozen", "fixed"))
+    (ladder,) = analyze(load_results(tmp_path)).ladders
+    assert ladder.removed == ["", "ab", "c"]
+    by_letter = {v.claim: v for v in ladder.verdicts}
+    # sb3 -> frozen removes (a) and (b) together: they are not separated.
+    assert by_letter["a"].verdict == "not measured" and "(a) and (b) together" in by_letter["a"].note
+    assert by_letter["c"].verdict == INCONCLUSIVE
+
+
+def test_analysis_tables_show_partial_study_and_notes(tmp_path):
+    write_study(tmp_path, {"none": [100.0, 110.0, 120.0], "bn": [10.0, 20.0]})
+    write_run(tmp_path, "bn", 2, [0.0, 5.0], status=FAILED)
+    write_run(tmp_path, "bn", 3, [0.0], status=RUNNING)
+    text = analysis_tables(load_results(tmp_path))
+    assert "| ppo/CartPole-v1/bn/seed-2   | failed  | 100/500" in text
+    assert "NonFiniteError: NaN in actor" in text
+    assert "| ppo/CartPole-v1/bn/seed-3   | running | 0/500 " in text
+    assert "note: 1 run(s) failed" in text
+    assert "| ppo/CartPole-v1 | bn      | sb3  | 2/1/1" in text
+    assert "## Against the baseline" in text
+
+
+def test_one_variant_study_prints_tables_and_note(tmp_path):
+    write_study(tmp_path, {"bn": [1.0, 2.0]})
+    text = analysis_tables(load_results(tmp_path))
+    assert "note: the study has one variant (bn): nothing to compare" in text
+    assert "## Runs" in text and "Against the baseline" not in text
+
+
+def test_incomparable_task_gets_no_verdict(tmp_path):
+    write_study(tmp_path, {"none": list(500 + TEN)})
+    write_study(tmp_path, {"bn": list(100 + TEN)}, steps=(0, 200, 400, 600, 800, 1000))
+    claim = verdict(analyze(load_results(tmp_path)), "1")
+    assert claim.verdict == INCONCLUSIVE
+    assert claim.comparisons[0].blocked == "the finished runs of this task end at different steps"
+
+
+def test_report_files(tmp_path):
+    write_study(tmp_path / "results", {"none": [100.0, 110.0, 120.0], "bn": [10.0, 20.0, 30.0]})
+    md_path, html_path = write_report(load_results(tmp_path / "results"), tmp_path / "report")
+    markdown, page = md_path.read_text(), html_path.read_text()
+    assert "## Verdicts (DESIGN §7)" in markdown
+    assert "![learning_curves](figures/learning_curves.png)" in markdown
+    assert (tmp_path / "report" / "figures" / "learning_curves.pdf").stat().st_size > 0
+    assert page.count('src="data:image/png;base64,') == markdown.count("![")
+    assert 'src="figures/' not in page  # self-contained
+    assert "<th>verdict</th>" in page and "<b>inconclusive</b>" in page
+    assert "versions: python 3.11, torch 2.13.0" in markdown and "host testhost" in markdown

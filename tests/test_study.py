@@ -1,0 +1,193 @@
+"""Studies: resume, SIGKILL at any moment, failure isolation, the lock, and the executors."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from rlnorm import study
+from rlnorm.cli import main
+from rlnorm.config import load_study
+from rlnorm.executors import ExecutorError, run_local
+from rlnorm.run import build_model, run_one
+from rlnorm.study import StudyError, run_study, study_lock
+
+SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
+N_RUNS = 8
+
+
+def run_ids(out: Path) -> set[str]:
+    return {str(path.parent.relative_to(out)) for path in out.glob("*/*/*/seed-*/done.json")}
+
+
+def assert_same_results(out: Path, reference: Path) -> None:
+    """Same runs, each with the same evaluations and the same training episodes."""
+    assert run_ids(out) == run_ids(reference) and len(run_ids(out)) == N_RUNS
+    for run_id in run_ids(reference):
+        with np.load(out / run_id / "evaluations.npz") as got, np.load(reference / run_id / "evaluations.npz") as want:
+            for key in ("timesteps", "results", "ep_lengths"):
+                np.testing.assert_array_equal(got[key], want[key], err_msg=f"{run_id} {key}")
+        assert training_episodes(out / run_id) == training_episodes(reference / run_id), run_id
+
+
+def training_episodes(run_dir: Path) -> list[list[str]]:
+    # Reward and length of each training episode (not the wall-clock column).
+    lines = (run_dir / "monitor.csv").read_text().splitlines()[2:]
+    return [line.split(",")[:2] for line in lines]
+
+
+def snapshot(out: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file of every run."""
+    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns) for path in out.glob("*/*/*/seed-*/*")}
+
+
+def failing_run_one(spec, run_dir):
+    """run_one, but PPO bn seed 1 raises and DQN bn seed 1 turns NaN. Module-level, so that spawned
+    workers can unpickle it (they import this module by name, as pytest put its folder on sys.path)."""
+    if spec.variant.name == "bn" and spec.seed == 1 and spec.algo == "ppo":
+        with mock.patch("rlnorm.run.train", side_effect=RuntimeError("injected failure")):
+            return run_one(spec, run_dir)
+    if spec.variant.name == "bn" and spec.seed == 1 and spec.algo == "dqn":
+        with mock.patch("rlnorm.run.build_model", side_effect=nan_model):
+            return run_one(spec, run_dir)
+    return run_one(spec, run_dir)
+
+
+def nan_model(*args, **kwargs):
+    model = build_model(*args, **kwargs)
+    with torch.no_grad():
+        next(model.policy.parameters()).fill_(float("nan"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The smoke study, run without interruption."""
+    out = tmp_path_factory.mktemp("reference")
+    summary = run_study(load_study(SMOKE, out=out), quiet=True)
+    assert (summary.done, summary.skipped, summary.failed) == (N_RUNS, 0, {})
+    return out
+
+
+def test_rerunning_a_finished_study_skips_every_run(reference):
+    before = snapshot(reference)
+    summary = run_study(load_study(SMOKE, out=reference), quiet=True)
+    assert (summary.total, summary.skipped, summary.done, summary.failed) == (N_RUNS, N_RUNS, 0, {})
+    assert snapshot(reference) == before
+
+
+def test_an_interrupted_run_is_redone_from_scratch(reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    # Interrupted after writing some files, and before writing any but its config.
+    (out / "ppo/CartPole-v1/bn/seed-1/done.json").unlink()
+    (out / "ppo/CartPole-v1/bn/seed-1/leftover.tmp").write_text("partial")
+    for path in (out / "dqn/CartPole-v1/none/seed-0").iterdir():
+        if path.name != "config.json":
+            path.unlink()
+    summary = run_study(load_study(SMOKE, out=out), quiet=True)
+    assert (summary.done, summary.skipped) == (2, N_RUNS - 2)
+    assert not (out / "ppo/CartPole-v1/bn/seed-1/leftover.tmp").exists()
+    assert_same_results(out, reference)
+
+
+def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_study(reference, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rlnorm.cli", "study", str(SMOKE), "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(run_ids(out)) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {run_id: (out / run_id / "done.json").read_bytes() for run_id in run_ids(out)}
+    assert 0 < len(finished) < N_RUNS
+    # The workers die with the study: nothing is written after the kill.
+    files = snapshot(out)
+    time.sleep(1.0)
+    assert snapshot(out) == files
+
+    summary = run_study(load_study(SMOKE, out=out), quiet=True)
+    assert (summary.skipped, summary.done, summary.failed) == (len(finished), N_RUNS - len(finished), {})
+    assert {run_id: (out / run_id / "done.json").read_bytes() for run_id in finished} == finished
+    assert_same_results(out, reference)
+
+
+def test_failures_are_isolated_recorded_and_retried_alone(reference, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(study, "run_one", failing_run_one)
+        assert main(["study", str(SMOKE), "--out", str(out)]) == 1
+    report, progress = capsys.readouterr()
+    # One progress bar: runs done/total with an ETA, and the failures so far.
+    assert re.search(r"smoke: +\d+%.*\| [1-7]/8 \[\d\d:\d\d<\d\d:\d\d", progress)
+    assert "8/8" in progress and "failed=2" in progress
+    assert "8 runs, 6 done (6 now, 0 before), 2 failed" in report
+    assert "failed: ppo/CartPole-v1/bn/seed-1: RuntimeError: injected failure" in report
+    assert "failed: dqn/CartPole-v1/bn/seed-1: NonFiniteError: NaN or inf in " in report
+    assert (out / "dqn/CartPole-v1/bn/seed-1/failed.json").exists()
+
+    # Failed runs stay failed on a plain re-run, and the exit code keeps saying so; quiet: no bar.
+    assert main(["study", str(SMOKE), "--out", str(out), "--quiet"]) == 1
+    report, progress = capsys.readouterr()
+    assert "6 done (0 now, 6 before), 2 failed" in report and progress == ""
+
+    assert main(["study", str(SMOKE), "--out", str(out), "--quiet", "--retry-failed"]) == 0
+    assert "8 done (2 now, 6 before), 0 failed" in capsys.readouterr().out
+    assert not list(out.rglob("failed.json"))
+    assert_same_results(out, reference)
+
+
+def test_a_second_study_on_the_same_directory_is_refused(tmp_path):
+    out = tmp_path / "out"
+    with study_lock(out):
+        command = [sys.executable, "-m", "rlnorm.cli", "study", str(SMOKE), "--out", str(out)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"another study (process {os.getpid()}) is running in {out}" in result.stderr
+    assert sorted(path.name for path in out.iterdir()) == [".lock"]
+
+
+def test_runs_recorded_with_other_settings_are_refused(reference, tmp_path):
+    config = load_study(SMOKE, out=reference)
+    task = dataclasses.replace(config.tasks[0], timesteps=2048)
+    changed = dataclasses.replace(config, tasks=[task, *config.tasks[1:]])
+    with pytest.raises(StudyError, match=r"seed-0 was run with timesteps=1024 but the config now says 2048"):
+        run_study(changed, quiet=True)
+
+
+def test_local_executor_runs_each_job_once_in_worker_processes():
+    pids = list(run_local([partial(os.getpid)] * 6, workers=2))
+    assert len(pids) == 6 and os.getpid() not in pids and len(set(pids)) <= 2
+
+
+def test_a_worker_that_dies_stops_the_study_with_a_clear_error():
+    with pytest.raises(ExecutorError, match="a worker process died"):
+        list(run_local([partial(os._exit, 1)], workers=1))
+
+
+def test_ray_executor_makes_the_same_runs_and_files(reference, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    config = dataclasses.replace(load_study(SMOKE, out=out), executor="ray", workers=2)
+    summary = run_study(config, quiet=True)
+    assert (summary.done, summary.failed) == (N_RUNS, {})
+    assert_same_results(out, reference)
+    for run_id in run_ids(reference):
+        assert sorted(path.name for path in (out / run_id).iterdir()) == sorted(
+            path.name for path in (reference / run_id).iterdir()
+        )
