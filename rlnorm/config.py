@@ -14,7 +14,9 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
       - none                     #   a one-key mapping names a variant: norm (default: the variant's
       - bn                       #   name), norm_kwargs (the norm's options; `rlnorm norms` lists the
       - bn-critic: {norm: bn, norm_in: critic}               #   norms) and norm_in (both, actor
-      - bn-slow: {norm: bn, norm_kwargs: {momentum: 0.01}}   #   or critic; DQN: both only)
+      - bn-slow: {norm: bn, norm_kwargs: {momentum: 0.01}}   #   or critic; DQN: both only) and
+      - bn-frozen: {norm: bn, norm_mode: frozen}             #   norm_mode (sb3, consistent, frozen,
+                                 #   fixed: for bn, mobn, wn+mobn, brn; see rlnorm.policies)
     seeds: 5                     # a count n (seeds 0..n-1) or a list of seeds, e.g. [0, 7, 42]
     budget: {scale: 1.0}         # training steps per run: {timesteps: 50000}, or {scale: s} for s times
                                  #   the agent's zoo budget (n_timesteps in agents/<algo>.yaml)
@@ -25,6 +27,11 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
       deterministic: true        #   deterministic actions (false samples them from the training
                                  #   random streams: still reproducible, but training then depends
                                  #   on the evaluation schedule)
+    probe:                       # the minibatch-noise probe (rlnorm.probe) and the drift of the running
+      enabled: true              #   statistics, at evaluations at least `every` steps apart (after the
+      every: 10000               #   first), on states from the agent's buffer; states: probe states,
+      states: 16                 #   draws: minibatches per state (written to probe.csv and
+      draws: 8                   #   statistics.csv)
     tensorboard: false           # also write TensorBoard logs (needs the tensorboard package)
     executor: local              # local (a process pool) or ray; `rlnorm study --executor` overrides it
     workers: 2                   # runs at the same time (default: local, the number of cores; ray, the
@@ -51,7 +58,14 @@ from stable_baselines3.common.policies import BasePolicy
 from rlnorm.agents import available_agents, load_agent
 from rlnorm.executors import EXECUTORS
 from rlnorm.norms import available_norms, validate_norm
-from rlnorm.policies import NORM_IN, NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+from rlnorm.policies import (
+    NORM_IN,
+    NormActorCriticPolicy,
+    NormDQNPolicy,
+    NormSACPolicy,
+    NormTD3Policy,
+    validate_norm_mode,
+)
 
 
 class ConfigError(ValueError):
@@ -91,13 +105,15 @@ STUDY_KEYS = (
     "seeds",
     "budget",
     "eval",
+    "probe",
     "tensorboard",
     "executor",
     "workers",
 )
 REQUIRED_KEYS = ("algos", "norms", "seeds", "budget")
 TASK_KEYS = ("seeds", "budget", "eval")
-VARIANT_KEYS = ("norm", "norm_kwargs", "norm_in")
+VARIANT_KEYS = ("norm", "norm_kwargs", "norm_in", "norm_mode")
+PROBE_KEYS = ("enabled", "every", "states", "draws")
 BUDGET_KEYS = ("timesteps", "scale")
 EVAL_KEYS = ("every", "episodes", "deterministic")
 
@@ -110,12 +126,30 @@ class NormVariant:
     :param norm: a registered norm name
     :param norm_kwargs: that norm's options
     :param norm_in: the networks that get the norm: ``both``, ``actor`` or ``critic``
+    :param norm_mode: ``sb3``, ``consistent``, ``frozen`` or ``fixed`` (batch-statistics norms only)
     """
 
     name: str
     norm: str
     norm_kwargs: dict[str, Any] = field(default_factory=dict)
     norm_in: str = "both"
+    norm_mode: str = "sb3"
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The minibatch-noise probe run at evaluation points (DESIGN §5).
+
+    :param enabled: whether to probe
+    :param every: least environment steps between two probes (probes happen at evaluations)
+    :param states: probe states per network
+    :param draws: minibatches drawn per probe state
+    """
+
+    enabled: bool = True
+    every: int = 10_000
+    states: int = 16
+    draws: int = 8
 
 
 @dataclass(frozen=True)
@@ -143,6 +177,7 @@ class RunSpec:
     :param timesteps: training budget in environment steps
     :param eval: evaluation settings
     :param tensorboard: whether to write TensorBoard logs
+    :param probe: the minibatch-noise probe at evaluation points
     """
 
     algo: str
@@ -152,6 +187,7 @@ class RunSpec:
     timesteps: int
     eval: EvalSettings
     tensorboard: bool = False
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
     @property
     def run_id(self) -> str:
@@ -192,6 +228,7 @@ class StudyConfig:
     :param tensorboard: whether runs write TensorBoard logs
     :param executor: ``local`` or ``ray``
     :param workers: runs at the same time (None: the executor's default)
+    :param probe: the minibatch-noise probe at evaluation points
     """
 
     name: str
@@ -201,6 +238,7 @@ class StudyConfig:
     tensorboard: bool = False
     executor: str = "local"
     workers: int | None = None
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
     def runs(self) -> list[RunSpec]:
         """Expand the grid seed by seed (the i-th seed of every task, then the next), so that an interrupted
@@ -209,7 +247,8 @@ class StudyConfig:
         :return: one spec per run
         """
         return [
-            RunSpec(task.algo, task.env_id, variant, task.seeds[i], task.timesteps, task.eval, self.tensorboard)
+            RunSpec(task.algo, task.env_id, variant, task.seeds[i], task.timesteps, task.eval, self.tensorboard,
+                    self.probe)
             for i in range(max(len(task.seeds) for task in self.tasks))
             for task in self.tasks
             if i < len(task.seeds)
@@ -284,6 +323,7 @@ def _parse_study(raw: Any, default_name: str) -> StudyConfig:
         tensorboard=tensorboard,
         executor=executor,
         workers=workers,
+        probe=_parse_probe(raw.get("probe", {}), "probe"),
     )
 
 
@@ -402,7 +442,12 @@ def _parse_variant(item: Any, where: str) -> NormVariant:
     norm_in = settings.get("norm_in", "both")
     if norm_in not in NORM_IN:
         raise ConfigError(f"{where}: norm_in {norm_in!r} is not one of {', '.join(NORM_IN)}")
-    return NormVariant(name, norm, dict(norm_kwargs), norm_in)
+    norm_mode = settings.get("norm_mode", "sb3")
+    try:
+        validate_norm_mode(norm, norm_mode)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return NormVariant(name, norm, dict(norm_kwargs), norm_in, norm_mode)
 
 
 def _parse_seeds(raw: Any, where: str) -> list[int]:
@@ -438,6 +483,20 @@ def _parse_eval(raw: Any, defaults: EvalSettings, where: str) -> EvalSettings:
         every=_positive_int(raw.get("every", defaults.every), f"{where}.every"),
         episodes=_positive_int(raw.get("episodes", defaults.episodes), f"{where}.episodes"),
         deterministic=_boolean(raw.get("deterministic", defaults.deterministic), f"{where}.deterministic"),
+    )
+
+
+def _parse_probe(raw: Any, where: str) -> ProbeSettings:
+    _check_keys(raw, PROBE_KEYS, where)
+    defaults = ProbeSettings()
+    draws = _positive_int(raw.get("draws", defaults.draws), f"{where}.draws")
+    if draws < 2:
+        raise ConfigError(f"{where}.draws: {draws} minibatch cannot show a spread; give at least 2")
+    return ProbeSettings(
+        enabled=_boolean(raw.get("enabled", defaults.enabled), f"{where}.enabled"),
+        every=_positive_int(raw.get("every", defaults.every), f"{where}.every"),
+        states=_positive_int(raw.get("states", defaults.states), f"{where}.states"),
+        draws=draws,
     )
 
 
@@ -520,6 +579,7 @@ def single_run(
     norm_in: str = "both",
     eval_settings: EvalSettings | None = None,
     tensorboard: bool = False,
+    norm_mode: str = "sb3",
 ) -> RunSpec:
     """Check the settings of one run (``rlnorm train``) as a study of one run would.
 
@@ -531,12 +591,13 @@ def single_run(
     :param norm_in: the networks that get the norm
     :param eval_settings: evaluation settings (default: :class:`EvalSettings`'s)
     :param tensorboard: whether to write TensorBoard logs
+    :param norm_mode: ``sb3``, ``consistent``, ``frozen`` or ``fixed``
     :return: the run's spec
     :raises ConfigError: on any unusable value, naming it
     """
     raw = {
         "algos": {algo: [env_id]},
-        "norms": [{norm: {"norm_in": norm_in}}],
+        "norms": [{norm: {"norm_in": norm_in, "norm_mode": norm_mode}}],
         "seeds": [seed],
         "budget": {"scale": 1.0} if timesteps is None else {"timesteps": timesteps},
         "eval": dataclasses.asdict(eval_settings or EvalSettings()),

@@ -386,6 +386,10 @@ class NormalizedLinear(nn.Module):
         self._folding = False
         self._folded = None
 
+    def drop_folded(self) -> None:
+        """Forget the folded Linear (after parameters or statistics were overwritten in place)."""
+        self._folded = None
+
     def hold_data_init(self, hold: bool) -> None:
         """:param hold: whether to suspend data-dependent initialization (the probe must not trigger it)."""
         self._awaiting_data = not hold and not bool(self.data_initialized)

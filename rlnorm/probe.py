@@ -14,7 +14,7 @@ change the training run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -50,8 +50,9 @@ class NoiseMeasurement:
 
 
 @contextmanager
-def untouched(module: nn.Module) -> Iterator[None]:
-    """Restore every parameter, buffer and mode of ``module`` on exit, in place.
+def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
+    """Restore every parameter, buffer and mode of ``module`` on exit, in place; the context value is a
+    function that restores the parameters and buffers at any time inside.
 
     In place, because SB3 holds references to running-statistics buffers (DESIGN §4.2). Data-dependent
     initialization is held off: a probe must not be the batch a layer initializes from.
@@ -63,12 +64,19 @@ def untouched(module: nn.Module) -> Iterator[None]:
     layers = [layer for layer in module.modules() if isinstance(layer, NormalizedLinear)]
     for layer in layers:
         layer.hold_data_init(True)
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         with torch.no_grad():
             for name, value in module.state_dict(keep_vars=True).items():
                 value.copy_(saved[name])
+        for layer in layers:
+            # A fold computed from state that was just overwritten in place must not be reused.
+            layer.drop_folded()
+
+    try:
+        yield restore
+    finally:
+        restore()
         for sub, training in modes.items():
             sub.training = training
         for layer in layers:
@@ -126,19 +134,22 @@ def minibatch_noise(
     recorded: dict[str, torch.Tensor] = {}
     hooks = _layer_outputs(module, recorded)
     try:
-        with untouched(module), torch.no_grad():
+        with untouched(module) as restore, torch.no_grad():
+            module.eval()
+            for index in probe_indices:
+                eval_outputs.append(module(states[index : index + 1])[0])
+                eval_layers.append(dict(recorded))
+            module.train()
             for index in probe_indices:
                 draws, draws_by_layer = [], []
-                module.train()
                 for _ in range(n_draws):
                     others = torch.randperm(n_states - 1, generator=generator)[: batch_size - 1]
                     others = others + (others >= index).long()  # skip the probe state itself
                     batch = torch.cat([states[index : index + 1], states[others]])
                     draws.append(module(batch)[0])
                     draws_by_layer.append(dict(recorded))
-                module.eval()
-                eval_outputs.append(module(states[index : index + 1])[0])
-                eval_layers.append(dict(recorded))
+                    # Every draw starts from the same state: a train-mode call may move statistics.
+                    restore()
                 outputs.append(torch.stack(draws))
                 layer_draws.append({name: torch.stack([d[name] for d in draws_by_layer]) for name in recorded})
     finally:
@@ -171,11 +182,14 @@ def minibatch_noise(
 
 
 def _buffer_rows(buffer: RolloutBuffer | ReplayBuffer, with_actions: bool) -> torch.Tensor:
-    n_rows = buffer.buffer_size if buffer.full else buffer.pos
-    observations = buffer.observations[:n_rows].reshape(n_rows * buffer.n_envs, -1)
-    rows = [observations]
-    if with_actions:
-        rows.append(buffer.actions[:n_rows].reshape(n_rows * buffer.n_envs, -1))
+    """The stored observations (and actions), one transition per row."""
+    arrays = [buffer.observations, buffer.actions] if with_actions else [buffer.observations]
+    if isinstance(buffer, RolloutBuffer) and buffer.generator_ready:
+        # PPO/A2C flatten the rollout in place, (steps, envs, ...) -> (steps * envs, ...), when they train.
+        rows = [array.reshape(array.shape[0], -1) for array in arrays]
+    else:
+        n_rows = buffer.buffer_size if buffer.full else buffer.pos
+        rows = [array[:n_rows].reshape(n_rows * buffer.n_envs, -1) for array in arrays]
     return torch.as_tensor(np.concatenate(rows, axis=1), dtype=torch.float32)
 
 
@@ -233,3 +247,21 @@ def probe_model(
     for name, (network, pool) in policy_networks(model).items():
         measurements[name] = minibatch_noise(network, pool, min(batch_size, pool.shape[0]), n_draws, n_probe, seed)
     return measurements
+
+
+def running_statistics(module: nn.Module) -> torch.Tensor | None:
+    """:param module: a network
+    :return: a copy of all its ``running_*`` buffers, concatenated (None if it has none)
+    """
+    buffers = [buffer.detach().flatten() for name, buffer in module.named_buffers() if "running_" in name]
+    return torch.cat(buffers).clone() if buffers else None
+
+
+def statistics_drift(before: torch.Tensor, after: torch.Tensor) -> float:
+    """How far running statistics moved: ‖after - before‖ / ‖before‖ (DESIGN §4c, mechanism (c)).
+
+    :param before: a :func:`running_statistics` snapshot
+    :param after: a later one of the same network
+    :return: the relative L2 change
+    """
+    return ((after - before).norm() / before.norm().clamp_min(1e-12)).item()

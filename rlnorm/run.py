@@ -7,6 +7,10 @@ A run directory holds, when the run is finished::
     progress.csv       SB3's logger: train/* (with train/mode_mismatch for PPO and A2C) and eval/*
     evaluations.csv    one row per evaluation episode: timesteps, episode, return, length
     evaluations.npz    the same in RL Zoo's layout: timesteps (n,), results and ep_lengths (n, episodes)
+    probe.csv          the minibatch-noise probe at evaluations (rlnorm.probe; see ProbeSettings):
+                       timesteps, network, layer ("output" or a normalized layer's name), noise, gap
+    statistics.csv     timesteps, network, drift: relative change of the running statistics since the
+                       previous probe (networks with running statistics only)
     model.zip          the final model (and vecnormalize.pkl when observations are normalized)
     events.out.tfevents.*  TensorBoard logs, when asked
     done.json          written last, atomically: wall time (and the part spent evaluating), peak memory,
@@ -59,8 +63,9 @@ from stable_baselines3.common.vec_env import (
 import rlnorm
 from rlnorm.agents import AgentSpec, load_agent
 from rlnorm.callbacks import ModeMismatchCallback
-from rlnorm.config import ALGORITHMS, EvalSettings, RunSpec
+from rlnorm.config import ALGORITHMS, EvalSettings, ProbeSettings, RunSpec
 from rlnorm.policies import NormActorCriticPolicy
+from rlnorm.probe import minibatch_noise, policy_networks, running_statistics, statistics_drift
 
 EVAL_SEED_OFFSET = 1_000_000
 
@@ -115,7 +120,7 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, float]:
 
     :param spec: the run
     :param run_dir: its directory
-    :return: the environment steps trained, and the seconds spent evaluating
+    :return: the environment steps trained, and the seconds spent evaluating and probing
     """
     agent = load_agent(spec.algo, spec.env_id)
     eval_seed = spec.seed + EVAL_SEED_OFFSET
@@ -131,7 +136,8 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, float]:
 
     model = build_model(spec, agent, train_env)
     model.set_logger(configure(str(run_dir), ["csv", "tensorboard"] if spec.tensorboard else ["csv"]))
-    evaluator = PeriodicEvaluation(eval_env, spec.eval, run_dir / "evaluations.csv")
+    mechanisms = MechanismRecorder(spec.probe, run_dir) if spec.probe.enabled else None
+    evaluator = PeriodicEvaluation(eval_env, spec.eval, run_dir / "evaluations.csv", mechanisms)
     callbacks: list[BaseCallback] = [evaluator]
     if isinstance(model.policy, NormActorCriticPolicy):
         callbacks.append(ModeMismatchCallback())
@@ -144,7 +150,11 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, float]:
     model.logger.close()
     train_env.close()
     eval_env.close()
-    return {"timesteps": model.num_timesteps, "evaluation_s": evaluator.seconds}
+    return {
+        "timesteps": model.num_timesteps,
+        "evaluation_s": evaluator.seconds,
+        "probe_s": mechanisms.seconds if mechanisms is not None else 0.0,
+    }
 
 
 def make_env(agent: AgentSpec, n_envs: int, monitor_file: Path | None = None) -> VecEnv:
@@ -169,7 +179,9 @@ def build_model(spec: RunSpec, agent: AgentSpec, env: VecEnv) -> BaseAlgorithm:
     """
     kwargs = agent.model_kwargs(env.action_space)
     variant = spec.variant
-    kwargs["policy_kwargs"].update(norm=variant.norm, norm_kwargs=variant.norm_kwargs, norm_in=variant.norm_in)
+    kwargs["policy_kwargs"].update(
+        norm=variant.norm, norm_kwargs=variant.norm_kwargs, norm_in=variant.norm_in, norm_mode=variant.norm_mode
+    )
     policy_class = ALGORITHMS[spec.algo].policy_class
     return agent.algo_class(policy_class, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
 
@@ -183,11 +195,15 @@ class PeriodicEvaluation(BaseCallback):
     :param eval_env: the evaluation environments, one per episode, seeded
     :param settings: when and how to evaluate
     :param csv_path: where to append one row per episode
+    :param mechanisms: the probe and statistics drift to record at each evaluation, if any
     """
 
-    def __init__(self, eval_env: VecEnv, settings: EvalSettings, csv_path: Path) -> None:
+    def __init__(
+        self, eval_env: VecEnv, settings: EvalSettings, csv_path: Path, mechanisms: MechanismRecorder | None = None
+    ) -> None:
         super().__init__()
         self.eval_env, self.settings, self.csv_path = eval_env, settings, csv_path
+        self.mechanisms = mechanisms
         self.timesteps: list[int] = []
         self.returns: list[list[float]] = []
         self.lengths: list[list[int]] = []
@@ -232,6 +248,8 @@ class PeriodicEvaluation(BaseCallback):
         self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
         self.next_evaluation = (step // self.settings.every + 1) * self.settings.every
         self.seconds += time.perf_counter() - start
+        if self.mechanisms is not None:
+            self.mechanisms.record(self.model, step)
 
     def save_npz(self, path: Path) -> None:
         """Write the evaluations in RL Zoo's ``evaluations.npz`` layout.
@@ -244,6 +262,60 @@ class PeriodicEvaluation(BaseCallback):
             results=np.array(self.returns),
             ep_lengths=np.array(self.lengths),
         )
+
+
+class MechanismRecorder:
+    """Record, at evaluation points, what DESIGN §5 and §4c measure: each network's minibatch noise and
+    train/eval gap (overall and per normalized layer), and the drift of its running statistics.
+
+    The probe draws from its own generator and restores everything it touches, so recording does not
+    change the training run.
+
+    :param settings: probe size
+    :param run_dir: where ``probe.csv`` and ``statistics.csv`` go
+    """
+
+    def __init__(self, settings: ProbeSettings, run_dir: Path) -> None:
+        self.settings = settings
+        self.probe_csv, self.statistics_csv = run_dir / "probe.csv", run_dir / "statistics.csv"
+        self.previous: dict[str, torch.Tensor] = {}
+        self.next_probe = 0
+        self.seconds = 0.0
+        for path, header in ((self.probe_csv, ["timesteps", "network", "layer", "noise", "gap"]),
+                             (self.statistics_csv, ["timesteps", "network", "drift"])):
+            with open(path, "w", newline="") as file:
+                csv.writer(file).writerow(header)
+
+    def record(self, model: BaseAlgorithm, step: int) -> None:
+        """:param model: the model being trained
+        :param step: the current environment step
+        """
+        if step < self.next_probe:
+            return
+        start = time.perf_counter()
+        try:
+            networks = policy_networks(model)
+        except ValueError:
+            return  # nothing collected yet (the evaluation before training)
+        self.next_probe = (step // self.settings.every + 1) * self.settings.every
+        batch_size = getattr(model, "batch_size", None) or model.n_steps * model.n_envs
+        probe_rows, drift_rows = [], []
+        for index, (name, (network, pool)) in enumerate(networks.items()):
+            if pool.shape[0] >= 2:
+                measured = minibatch_noise(network, pool, min(batch_size, pool.shape[0]), self.settings.draws,
+                                           self.settings.states, seed=step + index)
+                probe_rows.append([step, name, "output", measured.noise, measured.gap])
+                probe_rows += [[step, name, layer, noise, measured.gap_per_layer[layer]]
+                               for layer, noise in measured.noise_per_layer.items()]
+            statistics = running_statistics(network)
+            if statistics is not None:
+                if name in self.previous:
+                    drift_rows.append([step, name, statistics_drift(self.previous[name], statistics)])
+                self.previous[name] = statistics
+        for path, rows in ((self.probe_csv, probe_rows), (self.statistics_csv, drift_rows)):
+            with open(path, "a", newline="") as file:
+                csv.writer(file).writerows(rows)
+        self.seconds += time.perf_counter() - start
 
 
 def check_finite(model: BaseAlgorithm, step: int) -> None:

@@ -166,7 +166,12 @@ BAD_CONFIGS = {
     "task key": (minimal(algos={"ppo": {"CartPole-v1": {"norms": ["bn"]}}}), ["algos.ppo.CartPole-v1: unknown key"]),
     "unknown executor": (minimal(executor="slurm"), ["executor: 'slurm'", "local, ray"]),
     "zero workers": (minimal(workers=0), ["workers: 0 is not a positive integer"]),
-    "probe not implemented": (minimal(probe={"every": 10}), ["unknown key 'probe'"]),
+    "unknown probe key": (minimal(probe={"draw": 10}), ["probe: unknown key 'draw'", "did you mean 'draws'"]),
+    "one probe draw": (minimal(probe={"draws": 1}), ["probe.draws: 1 minibatch cannot show a spread"]),
+    "unknown norm mode": (minimal(norms=[{"bn-x": {"norm": "bn", "norm_mode": "eval"}}]),
+                          ["norm_mode must be one of sb3, consistent, frozen, fixed; got 'eval'"]),
+    "mode without batch statistics": (minimal(norms=[{"ln-frozen": {"norm": "ln", "norm_mode": "frozen"}}]),
+                                      ["norm 'ln' has none, so its only mode is 'sb3'"]),
     "not a mapping": ([1, 2], ["expected a mapping"]),
 }
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import DQN, PPO, SAC, TD3
+from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
 from rlnorm.norms import BatchNorm, MeanOnlyBatchNorm, get_norm
@@ -81,8 +82,9 @@ def test_probe_rejects_impossible_settings(gaussian_pool):
 
 
 MODELS = {
-    "ppo": (lambda norm: PPO(NormActorCriticPolicy, "CartPole-v1", n_steps=128, batch_size=32, seed=0,
-                             policy_kwargs=dict(norm=norm, net_arch=[16])), 128, {"actor", "value"}),
+    "ppo": (lambda norm: PPO(NormActorCriticPolicy, make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=64,
+                             batch_size=32, seed=0, policy_kwargs=dict(norm=norm, net_arch=[16])),
+            128, {"actor", "value"}),
     "dqn": (lambda norm: DQN(NormDQNPolicy, "CartPole-v1", learning_starts=64, batch_size=32, seed=0,
                              policy_kwargs=dict(norm=norm, net_arch=[16])), 128, {"q"}),
     "sac": (lambda norm: SAC(NormSACPolicy, "Pendulum-v1", learning_starts=64, batch_size=32, seed=0,
@@ -108,6 +110,8 @@ def test_probing_during_training_does_not_change_the_run():
     def train(probe: bool):
         model = MODELS["ppo"][0]("bn")
         model.learn(128)
+        # As at an evaluation point: eval mode, a folded layer cached by predict, then the probe.
+        model.predict(np.zeros((2, 4), dtype=np.float32), deterministic=True)
         if probe:
             probe_model(model, n_draws=4, n_probe=4)
         model.learn(128, reset_num_timesteps=False)
