@@ -111,7 +111,7 @@ STUDY_KEYS = (
     "workers",
 )
 REQUIRED_KEYS = ("algos", "norms", "seeds", "budget")
-TASK_KEYS = ("seeds", "budget", "eval")
+TASK_KEYS = ("seeds", "budget", "eval", "probe")
 VARIANT_KEYS = ("norm", "norm_kwargs", "norm_in", "norm_mode")
 PROBE_KEYS = ("enabled", "every", "states", "draws")
 BUDGET_KEYS = ("timesteps", "scale")
@@ -208,6 +208,7 @@ class Task:
     :param seeds: training seeds
     :param timesteps: training budget of each run, in environment steps
     :param eval: evaluation settings
+    :param probe: the probe at evaluation points
     """
 
     algo: str
@@ -215,6 +216,7 @@ class Task:
     seeds: list[int]
     timesteps: int
     eval: EvalSettings
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,6 @@ class StudyConfig:
     :param tensorboard: whether runs write TensorBoard logs
     :param executor: ``local`` or ``ray``
     :param workers: runs at the same time (None: the executor's default)
-    :param probe: the minibatch-noise probe at evaluation points
     """
 
     name: str
@@ -238,7 +239,6 @@ class StudyConfig:
     tensorboard: bool = False
     executor: str = "local"
     workers: int | None = None
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
     def runs(self) -> list[RunSpec]:
         """Expand the grid seed by seed (the i-th seed of every task, then the next), so that an interrupted
@@ -248,7 +248,7 @@ class StudyConfig:
         """
         return [
             RunSpec(task.algo, task.env_id, variant, task.seeds[i], task.timesteps, task.eval, self.tensorboard,
-                    self.probe)
+                    task.probe)
             for i in range(max(len(task.seeds) for task in self.tasks))
             for task in self.tasks
             if i < len(task.seeds)
@@ -314,7 +314,8 @@ def _parse_study(raw: Any, default_name: str) -> StudyConfig:
     seeds = _parse_seeds(raw["seeds"], "seeds")
     budget = _parse_budget(raw["budget"], "budget")
     evaluation = _parse_eval(raw.get("eval", {}), EvalSettings(), "eval")
-    tasks = _parse_tasks(raw["algos"], seeds, budget, evaluation)
+    probe = _parse_probe(raw.get("probe", {}), ProbeSettings(), "probe")
+    tasks = _parse_tasks(raw["algos"], seeds, budget, evaluation, probe)
     return StudyConfig(
         name=name,
         out=Path(_string(raw.get("out", f"results/{name}"), "out")),
@@ -323,12 +324,15 @@ def _parse_study(raw: Any, default_name: str) -> StudyConfig:
         tensorboard=tensorboard,
         executor=executor,
         workers=workers,
-        probe=_parse_probe(raw.get("probe", {}), "probe"),
     )
 
 
 def _parse_tasks(
-    raw: Any, seeds: list[int], budget: tuple[int | None, float | None], evaluation: EvalSettings
+    raw: Any,
+    seeds: list[int],
+    budget: tuple[int | None, float | None],
+    evaluation: EvalSettings,
+    probe: ProbeSettings,
 ) -> list[Task]:
     agents = available_agents()
     _check_keys(raw, list(ALGORITHMS), "algos", what="algorithm")
@@ -347,7 +351,7 @@ def _parse_tasks(
             )
         for env_id, overrides in envs.items():
             _check_env(algo, env_id, agents.get(algo, []))
-            tasks.append(_parse_task(algo, env_id, overrides or {}, seeds, budget, evaluation))
+            tasks.append(_parse_task(algo, env_id, overrides or {}, seeds, budget, evaluation, probe))
     return tasks
 
 
@@ -358,6 +362,7 @@ def _parse_task(
     seeds: list[int],
     budget: tuple[int | None, float | None],
     evaluation: EvalSettings,
+    probe: ProbeSettings,
 ) -> Task:
     where = f"algos.{algo}.{env_id}"
     _check_keys(overrides, TASK_KEYS, where)
@@ -369,7 +374,8 @@ def _parse_task(
     if timesteps is None:
         timesteps = max(1, round(scale * load_agent(algo, env_id).n_timesteps))
     evaluation = _parse_eval(overrides.get("eval", {}), evaluation, f"{where}.eval")
-    return Task(algo, env_id, seeds, timesteps, evaluation)
+    probe = _parse_probe(overrides.get("probe", {}), probe, f"{where}.probe")
+    return Task(algo, env_id, seeds, timesteps, evaluation, probe)
 
 
 def _check_env(algo: str, env_id: Any, tuned_env_ids: list[str]) -> None:
@@ -486,9 +492,8 @@ def _parse_eval(raw: Any, defaults: EvalSettings, where: str) -> EvalSettings:
     )
 
 
-def _parse_probe(raw: Any, where: str) -> ProbeSettings:
+def _parse_probe(raw: Any, defaults: ProbeSettings, where: str) -> ProbeSettings:
     _check_keys(raw, PROBE_KEYS, where)
-    defaults = ProbeSettings()
     draws = _positive_int(raw.get("draws", defaults.draws), f"{where}.draws")
     if draws < 2:
         raise ConfigError(f"{where}.draws: {draws} minibatch cannot show a spread; give at least 2")

@@ -57,6 +57,23 @@ def validate_norm_mode(norm: str, norm_mode: str) -> None:
         )
 
 
+def use_fast_optimizers(*optimizers: th.optim.Optimizer) -> None:
+    """Switch optimizers to their fused implementation (Adam, AdamW, SGD: one kernel per step), or else
+    their multi-tensor ("foreach") one: the same update rule up to float rounding, with a fraction of the
+    per-tensor overhead. On CPU PyTorch otherwise loops over the parameters in Python, and the norms add
+    parameter tensors. Set on built optimizers, not through ``optimizer_kwargs``, whose presence would
+    drop SB3's own defaults (Adam ``eps=1e-5`` for actor-critic policies).
+
+    :param optimizers: optimizers that have not stepped yet
+    """
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            if group.get("fused", False) is None and not group.get("foreach"):
+                group["fused"], group["foreach"] = True, False
+            elif group.get("foreach", False) is None:
+                group["foreach"] = True
+
+
 def _is_target(module_name: str) -> bool:
     return module_name.split(".")[0].endswith("_target")
 
@@ -103,7 +120,7 @@ class _NormConfigured:
             m for name, m in modules
             if isinstance(m, BatchStatisticsNorm) and _is_target(name) and self.norm_mode == "consistent"
         ]
-        self._use_multi_tensor_optimizers(*optimizers)
+        self._use_fast_optimizers(*optimizers)
 
     def set_training_mode(self, mode: bool) -> None:
         super().set_training_mode(mode)  # type: ignore[misc]
@@ -120,19 +137,10 @@ class _NormConfigured:
         for layer in self._consistent_targets:
             layer.train(True)
 
-    def _use_multi_tensor_optimizers(self, *optimizers: th.optim.Optimizer) -> None:
-        """Switch the optimizers to their multi-tensor ("foreach") implementation: the same update rule,
-        with less per-tensor overhead. On CPU PyTorch loops over parameters in Python by default, and
-        the norms add parameter tensors. Set on the built optimizers, not through ``optimizer_kwargs``,
-        whose presence would drop SB3's own defaults (Adam ``eps=1e-5`` for actor-critic policies).
-        ``norm="none"`` keeps SB3's optimizer exactly.
-        """
-        if self.norm == "none":
-            return
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                if "foreach" in group and group["foreach"] is None:
-                    group["foreach"] = True
+    def _use_fast_optimizers(self, *optimizers: th.optim.Optimizer) -> None:
+        # norm="none" keeps SB3's optimizer exactly, bit for bit.
+        if self.norm != "none":
+            use_fast_optimizers(*optimizers)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
