@@ -50,7 +50,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         evaluation = EvalSettings(args.eval_every, args.eval_episodes)
         spec = single_run(
-            args.algo, args.env, args.norm, args.seed, args.timesteps, args.norm_in, evaluation, args.tensorboard
+            args.algo, args.env, args.norm, args.seed, args.timesteps, args.norm_in, evaluation, args.tensorboard,
+            args.norm_mode,
         )
         out = Path(args.out or f"runs/{spec.run_id}")
         check_writable(out)
@@ -62,6 +63,63 @@ def _cmd_train(args: argparse.Namespace) -> int:
     outcome = "done" if result.ok else f"failed ({result.reason})"
     print(f"{spec.run_id}: {outcome} in {result.wall_time_s:.0f} s; files in {out}")
     return 0 if result.ok else 1
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from rlnorm.report import analysis_tables
+    from rlnorm.results import ResultsError, load_results
+
+    try:
+        print(analysis_tables(load_results(args.results)))
+    except ResultsError as error:
+        return _fail(args, error)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from rlnorm.plots import plot_study
+    from rlnorm.results import ResultsError, load_results
+
+    try:
+        paths = plot_study(load_results(args.results), Path(args.out or Path(args.results) / "plots"))
+    except ResultsError as error:
+        return _fail(args, error)
+    print("\n".join(str(path) for path in paths))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from rlnorm.report import write_report
+    from rlnorm.results import ResultsError, load_results
+
+    try:
+        markdown, html = write_report(load_results(args.results), Path(args.out or Path(args.results) / "report"))
+    except ResultsError as error:
+        return _fail(args, error)
+    print(f"{markdown}\n{html}")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from rlnorm.run import probe_run
+
+    try:
+        measured = probe_run(args.run, n_steps=args.steps, n_draws=args.draws, n_probe=args.states)
+    except (ValueError, FileNotFoundError) as error:
+        return _fail(args, error)
+    print("| network | layer | minibatch noise | train/eval gap |\n|---|---|---|---|")
+    for network, measurement in measured.items():
+        print(f"| {network} | output | {measurement.noise:.4g} | {measurement.gap:.4g} |")
+        for layer, noise in measurement.noise_per_layer.items():
+            print(f"| {network} | {layer} | {noise:.4g} | {measurement.gap_per_layer[layer]:.4g} |")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from rlnorm.bench import run_bench
+
+    print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps))
+    return 0
 
 
 def _fail(args: argparse.Namespace, error: Exception) -> int:
@@ -92,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", required=True, help="environment id with an entry in agents/<algo>.yaml")
     train.add_argument("--norm", default="none", help="norm name (`rlnorm norms` lists them; default: none)")
     train.add_argument("--norm-in", default="both", help="networks with the norm: both, actor or critic")
+    train.add_argument("--norm-mode", default="sb3", help="sb3, consistent, frozen or fixed (default: sb3)")
     train.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     train.add_argument("--timesteps", type=int, help="training steps (default: the agent's zoo budget)")
     train.add_argument("--eval-every", type=int, default=10_000, help="steps between evaluations (default: 10000)")
@@ -99,6 +158,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory, new or empty (default: runs/<algo>/<env>/<norm>/seed-<seed>)")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     train.set_defaults(func=_cmd_train)
+
+    analyze = commands.add_parser("analyze", help="tables of a results directory: runs, variants, comparisons")
+    analyze.add_argument("results", help="a study's output directory")
+    analyze.set_defaults(func=_cmd_analyze)
+
+    plot = commands.add_parser("plot", help="figures of a results directory (PNG and PDF)")
+    plot.add_argument("results", help="a study's output directory")
+    plot.add_argument("--out", help="where the figures go (default: <results>/plots)")
+    plot.set_defaults(func=_cmd_plot)
+
+    report = commands.add_parser("report", help="Markdown + HTML report with figures and verdicts")
+    report.add_argument("results", help="a study's output directory")
+    report.add_argument("--out", help="where the report goes (default: <results>/report)")
+    report.set_defaults(func=_cmd_report)
+
+    probe = commands.add_parser("probe", help="the minibatch-noise probe on a finished run's saved model")
+    probe.add_argument("run", help="a run directory (with config.json and model.zip)")
+    probe.add_argument("--steps", type=_positive_int, default=2_000, help="states gathered with the policy")
+    probe.add_argument("--draws", type=_positive_int, default=16, help="minibatches per probe state")
+    probe.add_argument("--states", type=_positive_int, default=32, help="probe states")
+    probe.set_defaults(func=_cmd_probe)
+
+    bench = commands.add_parser("bench", help="compute cost of each norm, and overhead against plain SB3")
+    bench.add_argument("--repeats", type=_positive_int, default=5, help="paired repeats (default: 5)")
+    bench.add_argument("--ppo-steps", type=int, default=20_000, help="steps per timed PPO run (0: skip)")
+    bench.add_argument("--sac-steps", type=int, default=1_000, help="steps per timed SAC run (0: skip)")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

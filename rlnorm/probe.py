@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -193,18 +194,27 @@ def _buffer_rows(buffer: RolloutBuffer | ReplayBuffer, with_actions: bool) -> to
     return torch.as_tensor(np.concatenate(rows, axis=1), dtype=torch.float32)
 
 
-def policy_networks(model: BaseAlgorithm) -> dict[str, tuple[nn.Module, torch.Tensor]]:
-    """The networks of an SB3 model with MLP policies, each with the pool of inputs from its own buffer.
+def policy_networks(
+    model: BaseAlgorithm, transitions: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """The networks of an SB3 model with MLP policies, each with its pool of inputs.
 
     Actor-critic (PPO, A2C): ``actor`` (action logits or means) and ``value``; DQN: ``q``; SAC and TD3:
-    ``actor`` (mean action) and ``critic`` (the first Q-network, on stored state-action pairs).
+    ``actor`` (mean action) and ``critic`` (the first Q-network, on state-action pairs).
 
-    :param model: a model that has collected data (its rollout or replay buffer is not empty)
+    :param model: the model
+    :param transitions: (observations, actions as the buffer stores them), one per row; default: the
+        model's own rollout or replay buffer, which must not be empty
     :return: network name -> (network, pool of inputs)
     """
     policy = model.policy
-    buffer = model.rollout_buffer if hasattr(model, "rollout_buffer") else model.replay_buffer
-    observations = _buffer_rows(buffer, with_actions=False)
+    if transitions is None:
+        buffer = model.rollout_buffer if hasattr(model, "rollout_buffer") else model.replay_buffer
+        observations, pairs = _buffer_rows(buffer, with_actions=False), _buffer_rows(buffer, with_actions=True)
+    else:
+        observed, acted = (array.reshape(array.shape[0], -1) for array in transitions)
+        observations = torch.as_tensor(observed, dtype=torch.float32)
+        pairs = torch.as_tensor(np.concatenate([observed, acted], axis=1), dtype=torch.float32)
     if observations.shape[0] == 0:
         raise ValueError("the model's buffer is empty: train it (or collect a rollout) before probing")
     if isinstance(policy, ActorCriticPolicy):
@@ -224,27 +234,54 @@ def policy_networks(model: BaseAlgorithm) -> dict[str, tuple[nn.Module, torch.Te
         else:
             actor_net = nn.Sequential(actor.features_extractor, actor.mu)
         # Replay buffers store actions scaled to [-1, 1], which is what the critic sees in training.
-        pairs = _buffer_rows(buffer, with_actions=True)
         return {"actor": (actor_net, observations), "critic": (policy.critic.q_networks[0], pairs)}
     raise ValueError(f"no probe for policy class {type(policy).__name__}")
 
 
+def collect_transitions(model: BaseAlgorithm, env: gym.Env, n_steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Run the model's own stochastic policy to gather states, for a model saved without its buffer.
+
+    :param model: the model
+    :param env: an environment of the kind it was trained on
+    :param n_steps: transitions to gather
+    :param seed: seed of the environment
+    :return: (observations, actions as SB3's buffers store them: scaled to [-1, 1] for Box spaces)
+    """
+    observations, actions = [], []
+    observation, _ = env.reset(seed=seed)
+    for _ in range(n_steps):
+        action, _ = model.predict(observation, deterministic=False)
+        observations.append(np.asarray(observation, dtype=np.float32))
+        stored = model.policy.scale_action(action) if isinstance(env.action_space, gym.spaces.Box) else action
+        actions.append(np.asarray(stored, dtype=np.float32).reshape(-1))
+        observation, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            observation, _ = env.reset()
+    return np.stack(observations), np.stack(actions)
+
+
 def probe_model(
-    model: BaseAlgorithm, batch_size: int | None = None, n_draws: int = 16, n_probe: int = 32, seed: int = 0
+    model: BaseAlgorithm,
+    batch_size: int | None = None,
+    n_draws: int = 16,
+    n_probe: int = 32,
+    seed: int = 0,
+    transitions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, NoiseMeasurement]:
-    """Probe every network of an SB3 model on states from its own buffer.
+    """Probe every network of an SB3 model.
 
     :param model: a trained (or training) SB3 model with an MLP policy
     :param batch_size: minibatch size to probe at; default: the batch size the algorithm trains with
     :param n_draws: minibatches per probe state
     :param n_probe: number of probe states
     :param seed: seed of the probe's own generator
+    :param transitions: the states to probe on (see :func:`policy_networks`); default: the model's buffer
     :return: network name -> measurement
     """
     if batch_size is None:
         batch_size = getattr(model, "batch_size", None) or model.n_steps * model.n_envs
     measurements = {}
-    for name, (network, pool) in policy_networks(model).items():
+    for name, (network, pool) in policy_networks(model, transitions).items():
         measurements[name] = minibatch_noise(network, pool, min(batch_size, pool.shape[0]), n_draws, n_probe, seed)
     return measurements
 

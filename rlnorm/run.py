@@ -378,3 +378,30 @@ def _describe(value: Any) -> str:
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     return repr(value)
+
+
+def probe_run(run_dir: str | Path, n_steps: int = 2_000, n_draws: int = 16, n_probe: int = 32) -> dict[str, Any]:
+    """The minibatch-noise probe on a finished run's saved model (``rlnorm probe``).
+
+    A saved model has no buffer, so the states come from running its own stochastic policy in a fresh,
+    seeded environment, as its buffer would have gathered them.
+
+    :param run_dir: a run directory with ``config.json`` and ``model.zip``
+    :param n_steps: transitions to gather
+    :param n_draws: minibatches per probe state
+    :param n_probe: probe states
+    :return: network name -> measurement (:class:`rlnorm.probe.NoiseMeasurement`)
+    """
+    from rlnorm.probe import collect_transitions, probe_model
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file() or not (run_dir / "model.zip").is_file():
+        raise ValueError(f"{run_dir} is not a finished run directory (it needs config.json and model.zip)")
+    if (run_dir / "vecnormalize.pkl").exists():
+        raise ValueError(f"{run_dir} normalizes observations (VecNormalize): probing such runs is not supported yet")
+    run_spec = json.loads((run_dir / "config.json").read_text())["run"]
+    algo_class = load_agent(run_spec["algo"], run_spec["env_id"]).algo_class
+    model = algo_class.load(run_dir / "model.zip", device="cpu")
+    env = gym.make(run_spec["env_id"])
+    transitions = collect_transitions(model, env, n_steps, seed=run_spec["seed"] + EVAL_SEED_OFFSET)
+    return probe_model(model, n_draws=n_draws, n_probe=n_probe, transitions=transitions)

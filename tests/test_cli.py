@@ -1,0 +1,53 @@
+"""The analysis subcommands of `rlnorm`, end to end on a real (smoke) study."""
+
+import pytest
+
+from rlnorm.cli import main
+from rlnorm.config import load_study
+from rlnorm.study import run_study
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    summary = run_study(load_study("configs/smoke.yaml", out=out), quiet=True)
+    assert not summary.failed
+    return out
+
+
+def test_analyze_prints_the_tables(smoke_results, capsys):
+    assert main(["analyze", str(smoke_results)]) == 0
+    printed = capsys.readouterr().out
+    assert "ppo/CartPole-v1/bn/seed-1" in printed and "Against the baseline" in printed
+
+
+def test_plot_and_report_write_their_files(smoke_results, tmp_path, capsys):
+    assert main(["plot", str(smoke_results), "--out", str(tmp_path / "figures")]) == 0
+    assert (tmp_path / "figures" / "learning_curves.png").stat().st_size > 0
+    assert main(["report", str(smoke_results), "--out", str(tmp_path / "report")]) == 0
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "data:image/png;base64" in html and "verdict" in html.lower()
+
+
+def test_probe_on_a_saved_model(smoke_results, capsys):
+    assert main(["probe", str(smoke_results / "dqn/CartPole-v1/bn/seed-0"), "--steps", "200"]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    output = next(row for row in rows if row[2].strip() == "output")
+    assert float(output[3]) > 1e-3  # bn on DQN's minibatches of 64 from 200 states: real noise
+    assert main(["probe", str(smoke_results / "dqn/CartPole-v1/none/seed-0"), "--steps", "200"]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert float(rows[0][3]) == 0.0
+
+
+def test_analysis_of_a_directory_that_is_not_a_study_is_one_line(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "missing")]) == 2
+    assert main(["probe", str(tmp_path)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("rlnorm ") for line in errors)
+
+
+def test_bench_prints_each_norm(capsys):
+    assert main(["bench", "--repeats", "1", "--ppo-steps", "0", "--sac-steps", "0"]) == 0
+    printed = capsys.readouterr().out
+    for norm in ("none", "bn", "mobn", "wn", "wn+mobn", "ln"):
+        assert f"| {norm} |" in printed
