@@ -144,8 +144,11 @@ def minibatch_noise(
             for index in probe_indices:
                 draws, draws_by_layer = [], []
                 for _ in range(n_draws):
-                    others = torch.randperm(n_states - 1, generator=generator)[: batch_size - 1]
-                    others = others + (others >= index).long()  # skip the probe state itself
+                    others = torch.randperm(n_states - 1, generator=generator)[: batch_size - 1].sort().values
+                    # Skip the probe state itself. Sorted: the order of a batch changes its output only by
+                    # float rounding, which must not pass for noise (when B is the whole pool, as with
+                    # PPO's zoo settings on CartPole, every draw is the same batch).
+                    others = others + (others >= index).long()
                     batch = torch.cat([states[index : index + 1], states[others]])
                     draws.append(module(batch)[0])
                     draws_by_layer.append(dict(recorded))

@@ -118,3 +118,9 @@ def test_probing_during_training_does_not_change_the_run():
         return np.concatenate([p.detach().numpy().ravel() for p in model.policy.state_dict().values()])
 
     np.testing.assert_array_equal(train(probe=True), train(probe=False))
+
+
+def test_a_batch_that_is_the_whole_pool_has_exactly_no_noise(gaussian_pool):
+    pool = gaussian_pool[:64]
+    measured = minibatch_noise(BatchNorm(FEATURES), pool, batch_size=64, n_draws=4, n_probe=4)
+    assert measured.noise == 0.0
