@@ -5,11 +5,13 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
     name: quick                  # study name (default: the file name without .yaml)
     out: results/quick           # output directory, relative to the working directory
                                  #   (default: results/<name>; `rlnorm study --out` overrides it)
-    algos:                       # algorithm (ppo, a2c, dqn, sac, td3) -> the envs to run it on; each
-      ppo: [CartPole-v1]         #   pair is a task and needs an entry in agents/<algo>.yaml. A task
-      dqn:                       #   can override seeds, budget and eval (given as a mapping of env
-        CartPole-v1:             #   id -> overrides, or null for none)
-        Acrobot-v1: {seeds: 3, eval: {every: 5000}}
+    algos:                       # algorithm (ppo, a2c, dqn, sac, td3, crossq) -> the envs to run it
+      ppo: [CartPole-v1]         #   on; each pair is a task and needs an entry in agents/<algo>.yaml.
+      dqn:                       #   A task can override seeds, budget, eval, probe and norms (given
+        CartPole-v1:             #   as a mapping of env id -> overrides, or null for none). crossq
+        Acrobot-v1: {seeds: 3, eval: {every: 5000}}        #   runs as published (its own Batch
+      crossq:                    #   Renorm critic): its only variant is norm none
+        Pendulum-v1: {norms: [{crossq: {norm: none}}]}
     norms:                       # the variants compared; a bare name is the norm of that name,
       - none                     #   a one-key mapping names a variant: norm (default: the variant's
       - bn                       #   name), norm_kwargs (the norm's options; `rlnorm norms` lists the
@@ -76,12 +78,13 @@ class ConfigError(ValueError):
 class Algorithm:
     """What the runner needs to know about an algorithm beside its agents file.
 
-    :param policy_class: the rlnorm policy class it is built with
+    :param policy_class: the rlnorm policy class it is built with; None for an algorithm run as published,
+        with its own ``MlpPolicy`` (and its own normalization), whose only variant is norm none
     :param action_spaces: the action spaces it can act in (as SB3 checks them when building a model)
     :param norm_in: the networks a norm can be confined to
     """
 
-    policy_class: type[BasePolicy]
+    policy_class: type[BasePolicy] | None
     action_spaces: tuple[type[spaces.Space], ...]
     norm_in: tuple[str, ...] = NORM_IN
 
@@ -93,6 +96,9 @@ ALGORITHMS: dict[str, Algorithm] = {
     "dqn": Algorithm(NormDQNPolicy, (spaces.Discrete,), norm_in=("both",)),
     "sac": Algorithm(NormSACPolicy, (spaces.Box,)),
     "td3": Algorithm(NormTD3Policy, (spaces.Box,)),
+    # sb3-contrib's CrossQ with its default Batch Renorm critic: the published off-policy use of batch
+    # statistics, a reference cell beside SAC.
+    "crossq": Algorithm(None, (spaces.Box,), norm_in=("both",)),
 }
 # A variant name becomes a directory name.
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -111,7 +117,7 @@ STUDY_KEYS = (
     "workers",
 )
 REQUIRED_KEYS = ("algos", "norms", "seeds", "budget")
-TASK_KEYS = ("seeds", "budget", "eval", "probe")
+TASK_KEYS = ("seeds", "budget", "eval", "probe", "norms")
 VARIANT_KEYS = ("norm", "norm_kwargs", "norm_in", "norm_mode")
 PROBE_KEYS = ("enabled", "every", "states", "draws")
 BUDGET_KEYS = ("timesteps", "scale")
@@ -209,6 +215,7 @@ class Task:
     :param timesteps: training budget of each run, in environment steps
     :param eval: evaluation settings
     :param probe: the probe at evaluation points
+    :param variants: the norm variants run on this task
     """
 
     algo: str
@@ -217,6 +224,7 @@ class Task:
     timesteps: int
     eval: EvalSettings
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    variants: list[NormVariant] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -226,7 +234,7 @@ class StudyConfig:
     :param name: study name
     :param out: output directory
     :param tasks: the (algorithm, environment) pairs
-    :param variants: the norm variants run on every task
+    :param variants: every variant of the study, in order (each task runs its own list of them)
     :param tensorboard: whether runs write TensorBoard logs
     :param executor: ``local`` or ``ray``
     :param workers: runs at the same time (None: the executor's default)
@@ -252,7 +260,7 @@ class StudyConfig:
             for i in range(max(len(task.seeds) for task in self.tasks))
             for task in self.tasks
             if i < len(task.seeds)
-            for variant in self.variants
+            for variant in task.variants
         ]
 
 
@@ -315,12 +323,17 @@ def _parse_study(raw: Any, default_name: str) -> StudyConfig:
     budget = _parse_budget(raw["budget"], "budget")
     evaluation = _parse_eval(raw.get("eval", {}), EvalSettings(), "eval")
     probe = _parse_probe(raw.get("probe", {}), ProbeSettings(), "probe")
-    tasks = _parse_tasks(raw["algos"], seeds, budget, evaluation, probe)
+    variants = _parse_variants(raw["norms"], "norms")
+    tasks = _parse_tasks(raw["algos"], seeds, budget, evaluation, probe, variants)
+    every_variant = {variant.name: variant for task in tasks for variant in task.variants}
+    for name_, variant in every_variant.items():
+        if any(other.name == name_ and other != variant for task in tasks for other in task.variants):
+            raise ConfigError(f"norms: variant {name_!r} is defined differently in two places; give them two names")
     return StudyConfig(
         name=name,
         out=Path(_string(raw.get("out", f"results/{name}"), "out")),
         tasks=tasks,
-        variants=_parse_variants(raw["norms"], {task.algo for task in tasks}),
+        variants=list(every_variant.values()),
         tensorboard=tensorboard,
         executor=executor,
         workers=workers,
@@ -333,6 +346,7 @@ def _parse_tasks(
     budget: tuple[int | None, float | None],
     evaluation: EvalSettings,
     probe: ProbeSettings,
+    variants: list[NormVariant],
 ) -> list[Task]:
     agents = available_agents()
     _check_keys(raw, list(ALGORITHMS), "algos", what="algorithm")
@@ -351,7 +365,7 @@ def _parse_tasks(
             )
         for env_id, overrides in envs.items():
             _check_env(algo, env_id, agents.get(algo, []))
-            tasks.append(_parse_task(algo, env_id, overrides or {}, seeds, budget, evaluation, probe))
+            tasks.append(_parse_task(algo, env_id, overrides or {}, seeds, budget, evaluation, probe, variants))
     return tasks
 
 
@@ -363,6 +377,7 @@ def _parse_task(
     budget: tuple[int | None, float | None],
     evaluation: EvalSettings,
     probe: ProbeSettings,
+    variants: list[NormVariant],
 ) -> Task:
     where = f"algos.{algo}.{env_id}"
     _check_keys(overrides, TASK_KEYS, where)
@@ -375,7 +390,10 @@ def _parse_task(
         timesteps = max(1, round(scale * load_agent(algo, env_id).n_timesteps))
     evaluation = _parse_eval(overrides.get("eval", {}), evaluation, f"{where}.eval")
     probe = _parse_probe(overrides.get("probe", {}), probe, f"{where}.probe")
-    return Task(algo, env_id, seeds, timesteps, evaluation, probe)
+    if "norms" in overrides:
+        variants = _parse_variants(overrides["norms"], f"{where}.norms")
+    _check_variants_fit(algo, variants, f"{where}.norms" if "norms" in overrides else "norms")
+    return Task(algo, env_id, seeds, timesteps, evaluation, probe, variants)
 
 
 def _check_env(algo: str, env_id: Any, tuned_env_ids: list[str]) -> None:
@@ -401,21 +419,28 @@ def _check_env(algo: str, env_id: Any, tuned_env_ids: list[str]) -> None:
         )
 
 
-def _parse_variants(raw: Any, algos: set[str]) -> list[NormVariant]:
+def _parse_variants(raw: Any, where: str) -> list[NormVariant]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError(
-            f"norms: expected a non-empty list of norms or variants; norms: {', '.join(available_norms())}"
+            f"{where}: expected a non-empty list of norms or variants; norms: {', '.join(available_norms())}"
         )
-    variants = [_parse_variant(item, f"norms[{i}]") for i, item in enumerate(raw)]
-    _check_unique([variant.name for variant in variants], "norms")
-    for variant in variants:
-        for algo in sorted(algos):
-            if variant.norm_in not in ALGORITHMS[algo].norm_in:
-                raise ConfigError(
-                    f"norms: variant {variant.name!r} has norm_in {variant.norm_in!r}, which {algo} "
-                    f"does not allow; allowed: {', '.join(ALGORITHMS[algo].norm_in)}"
-                )
+    variants = [_parse_variant(item, f"{where}[{i}]") for i, item in enumerate(raw)]
+    _check_unique([variant.name for variant in variants], where)
     return variants
+
+
+def _check_variants_fit(algo: str, variants: list[NormVariant], where: str) -> None:
+    for variant in variants:
+        if variant.norm_in not in ALGORITHMS[algo].norm_in:
+            raise ConfigError(
+                f"{where}: variant {variant.name!r} has norm_in {variant.norm_in!r}, which {algo} "
+                f"does not allow; allowed: {', '.join(ALGORITHMS[algo].norm_in)}"
+            )
+        if ALGORITHMS[algo].policy_class is None and (variant.norm != "none" or variant.norm_mode != "sb3"):
+            raise ConfigError(
+                f"{where}: {algo} runs as published, with its own normalization; its only variant is "
+                f"norm none (e.g. `- {algo}: {{norm: none}}`), not {variant.name!r}"
+            )
 
 
 def _parse_variant(item: Any, where: str) -> NormVariant:

@@ -650,7 +650,9 @@ def _check(
                 "listed with their status, left out of aggregates and comparisons"
             )
     if study is not None:
-        expected = sum(len(task["seeds"]) for task in study.get("tasks", [])) * len(study.get("variants", []))
+        expected = sum(
+            len(task["seeds"]) * len(task.get("variants", study.get("variants", []))) for task in study.get("tasks", [])
+        )
         if expected > len(runs):
             notes.append(f"{expected - len(runs)} run(s) of the study config have not started")
     incomparable = set()

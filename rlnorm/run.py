@@ -178,11 +178,13 @@ def build_model(spec: RunSpec, agent: AgentSpec, env: VecEnv) -> BaseAlgorithm:
     :return: the SB3 model with the run's norm in its policy, seeded
     """
     kwargs = agent.model_kwargs(env.action_space)
+    policy_class = ALGORITHMS[spec.algo].policy_class
+    if policy_class is None:  # run as published (config checks its variant is norm none)
+        return agent.algo_class("MlpPolicy", env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
     variant = spec.variant
     kwargs["policy_kwargs"].update(
         norm=variant.norm, norm_kwargs=variant.norm_kwargs, norm_in=variant.norm_in, norm_mode=variant.norm_mode
     )
-    policy_class = ALGORITHMS[spec.algo].policy_class
     return agent.algo_class(policy_class, env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
 
 

@@ -68,7 +68,14 @@ def test_claim_config_is_the_reference_grid():
         ("dqn", "Acrobot-v1"): 100_000,
         ("sac", "Pendulum-v1"): 20_000,
         ("td3", "Pendulum-v1"): 20_000,
+        ("crossq", "Pendulum-v1"): 20_000,
     }
+    # the mechanism ladder (issue 6) on PPO and DQN CartPole and SAC Pendulum, and CrossQ beside SAC
+    for algo, env_id, n_seeds in (("ppo", "CartPole-v1", 10), ("dqn", "CartPole-v1", 10), ("sac", "Pendulum-v1", 5)):
+        for mode in ("consistent", "frozen", "fixed"):
+            assert len(cells[algo, env_id, f"bn-{mode}"]) == n_seeds
+    assert len(cells["ppo", "CartPole-v1", "mobn-frozen-m0"]) == 10
+    assert len(cells["crossq", "Pendulum-v1", "crossq"]) == 5
 
 
 def test_variants_seeds_and_budget_forms():
@@ -163,7 +170,12 @@ BAD_CONFIGS = {
     "duplicate seeds": (minimal(seeds=[1, 1]), ["seeds: 1 appears more than once"]),
     "bool seeds": (minimal(seeds=True), ["seeds: True"]),
     "task override": (minimal(algos={"ppo": {"CartPole-v1": {"seeds": 0}}}), ["algos.ppo.CartPole-v1.seeds: 0"]),
-    "task key": (minimal(algos={"ppo": {"CartPole-v1": {"norms": ["bn"]}}}), ["algos.ppo.CartPole-v1: unknown key"]),
+    "task key": (minimal(algos={"ppo": {"CartPole-v1": {"norm": ["bn"]}}}), ["algos.ppo.CartPole-v1: unknown key"]),
+    "crossq with a norm": (minimal(algos={"crossq": ["Pendulum-v1"]}, norms=["bn"]),
+                           ["crossq runs as published", "its only variant is norm none"]),
+    "one name, two variants": (minimal(algos={"ppo": {"CartPole-v1": {"norms": [{"bn": {"norm": "mobn"}}]}},
+                                              "a2c": ["CartPole-v1"]}, norms=["bn"]),
+                               ["variant 'bn' is defined differently in two places"]),
     "unknown executor": (minimal(executor="slurm"), ["executor: 'slurm'", "local, ray"]),
     "zero workers": (minimal(workers=0), ["workers: 0 is not a positive integer"]),
     "unknown probe key": (minimal(probe={"draw": 10}), ["probe: unknown key 'draw'", "did you mean 'draws'"]),
@@ -198,3 +210,13 @@ def test_malformed_yaml_says_where(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_study(tmp_path / "nope.yaml")
+
+
+def test_a_task_can_run_its_own_variants():
+    config = parse_study(minimal(algos={"ppo": {"CartPole-v1": {"norms": ["none", {"bn-fixed": {"norm": "bn",
+                                                                 "norm_mode": "fixed"}}]}},
+                                         "crossq": {"Pendulum-v1": {"norms": [{"crossq": {"norm": "none"}}]}}},
+                                  norms=["none", "bn"]), "t", "t")
+    by_task = {(spec.algo, spec.variant.name) for spec in config.runs()}
+    assert by_task == {("ppo", "none"), ("ppo", "bn-fixed"), ("crossq", "crossq")}
+    assert [variant.name for variant in config.variants] == ["none", "bn-fixed", "crossq"]

@@ -124,3 +124,14 @@ def test_off_policy_run_with_action_noise(tmp_path):
     spec = single_run("td3", "Pendulum-v1", "ln", 0, timesteps=300, eval_settings=EvalSettings(every=150, episodes=1))
     assert run_one(spec, tmp_path).ok
     assert evaluations(tmp_path)["timesteps"].tolist() == [0, 150, 300]
+
+
+def test_crossq_runs_as_published_with_its_batch_renorm(tmp_path):
+    from sb3_contrib import CrossQ
+    from sb3_contrib.common.torch_layers import BatchRenorm
+
+    evaluation = EvalSettings(every=300, episodes=1)
+    spec = single_run("crossq", "Pendulum-v1", "none", 0, timesteps=300, eval_settings=evaluation)
+    assert run_one(spec, tmp_path).ok
+    model = CrossQ.load(tmp_path / "model.zip")
+    assert any(isinstance(module, BatchRenorm) for module in model.policy.modules())
