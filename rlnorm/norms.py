@@ -167,16 +167,17 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
         self.register_buffer("running_mean", torch.zeros(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One pass over the batch: the shift (bias - mean) is a vector.
         if not self.training:
-            return x - self.running_mean + self.bias
+            return x + (self.bias - self.running_mean)
         if self.statistics == "batch":
             _check_batch_statistics_possible("mobn", x)
             batch_mean = x.mean(dim=0)
             with torch.no_grad():
                 self.running_mean.lerp_(batch_mean, self.momentum)
-            return x - batch_mean + self.bias
+            return x + (self.bias - batch_mean)
         mean, _ = self._train_statistics(x)
-        return x - mean + self.bias
+        return x + (self.bias - mean)
 
     def _running_var(self) -> torch.Tensor:
         return self.running_mean  # no variance kept; the value is never used
