@@ -143,35 +143,6 @@ def _deviations(values: np.ndarray) -> np.ndarray:
     return np.abs(values - np.median(values))
 
 
-def stratified_permutation_pvalue(
-    x_tasks: Sequence[np.ndarray], y_tasks: Sequence[np.ndarray], n_resamples: int = PERMUTATIONS, rng: st.Rng = None
-) -> float:
-    """
-    Two-sided p-value of the mean over tasks of P(X > Y) against 1/2, by permuting the group labels of the
-    runs within each task (the stratified analogue of the Mann-Whitney test).
-
-    :param x_tasks: per task, one score per run of X
-    :param y_tasks: per task, one score per run of Y
-    :param n_resamples: random permutations
-    :param rng: seed or generator
-    :return: the p-value, counting the observed labelling as one permutation
-    """
-    generator = np.random.default_rng(rng)
-
-    def statistic(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        # stats' rank-based P(X > Y), vectorized over the permutations in the first axis.
-        return np.mean([st._probability_greater(x, y, axis=-1) for x, y in pairs], axis=0) - 0.5
-
-    observed = statistic([(np.asarray(x), np.asarray(y)) for x, y in zip(x_tasks, y_tasks, strict=True)])
-    shuffled = []
-    for x, y in zip(x_tasks, y_tasks, strict=True):
-        pooled = np.tile(np.concatenate([x, y]), (n_resamples, 1))
-        permuted = generator.permuted(pooled, axis=1)
-        shuffled.append((permuted[:, : len(x)], permuted[:, len(x) :]))
-    extreme = np.sum(np.abs(statistic(shuffled)) >= abs(observed) - 1e-12)
-    return float((1 + extreme) / (1 + n_resamples))
-
-
 def compare(
     results: Results,
     quantity: Quantity,
@@ -215,7 +186,7 @@ def compare(
     xs, ys = [x for x, _ in scores], [y for _, y in scores]
     probability = st.stratified_probability_of_improvement(xs, ys, rng=BOOTSTRAP_SEED)
     if task is None:
-        pvalue = stratified_permutation_pvalue(xs, ys, rng=BOOTSTRAP_SEED)
+        pvalue = st.stratified_permutation_pvalue(xs, ys, n_resamples=PERMUTATIONS, rng=BOOTSTRAP_SEED)
     elif quantity.kind == "spread":
         pvalue = st.brown_forsythe(*values[task]).pvalue
     else:
@@ -242,7 +213,7 @@ def _detail(quantity: Quantity, values: dict[Task, tuple[np.ndarray, np.ndarray]
         return f"std {_fmt(st.sample_std(x))} vs {_fmt(st.sample_std(y))}"
     if quantity is FINAL:
         difference = st.bootstrap_ci(
-            [x, y], lambda a, b, axis: st._iqm_along(a, axis) - st._iqm_along(b, axis), rng=BOOTSTRAP_SEED
+            [x, y], lambda a, b, axis: st.iqm_along(a, axis) - st.iqm_along(b, axis), rng=BOOTSTRAP_SEED
         )
         return f"IQM {_fmt(st.iqm(x))} vs {_fmt(st.iqm(y))}, difference {_estimate(difference)}"
     return f"mean {_fmt(np.mean(x))}{quantity.unit} vs {_fmt(np.mean(y))}{quantity.unit}"

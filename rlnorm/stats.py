@@ -104,7 +104,14 @@ def iqr(values: ArrayLike) -> float:
     return float(sps.iqr(as_sample(values)))
 
 
-def _iqm_along(values: np.ndarray, axis: int) -> np.ndarray:
+def iqm_along(values: np.ndarray, axis: int) -> np.ndarray:
+    """
+    Interquartile mean along one axis (vectorized, e.g. over bootstrap resamples).
+
+    :param values: an array of runs
+    :param axis: the axis of the runs
+    :return: the interquartile means
+    """
     return sps.trim_mean(values, 0.25, axis=axis)
 
 
@@ -115,7 +122,7 @@ def iqm(values: ArrayLike) -> float:
     :param values: one number per run
     :return: the interquartile mean
     """
-    return float(_iqm_along(as_sample(values), axis=-1))
+    return float(iqm_along(as_sample(values), axis=-1))
 
 
 def bootstrap_ci(
@@ -165,7 +172,7 @@ def bootstrap_ci(
 
 _AGGREGATES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "mean": lambda values, axis: np.mean(values, axis=axis),
-    "iqm": _iqm_along,
+    "iqm": iqm_along,
 }
 
 
@@ -230,7 +237,15 @@ def iqm_ci(
     return stratified_ci([values], "iqm", confidence=confidence, n_resamples=n_resamples, rng=rng)
 
 
-def _probability_greater(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+def probability_greater_along(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    """
+    P(X > Y) = U / (n_x n_y), ties counting 1/2, along one axis (vectorized over the others).
+
+    :param x: runs of X along ``axis``
+    :param y: runs of Y along ``axis``
+    :param axis: the axis of the runs
+    :return: the probabilities
+    """
     # Mann-Whitney U from ranks: U_x = (rank sum of x in the pooled sample) - n_x (n_x + 1) / 2, with
     # average ranks for ties, so a tie counts 1/2. Ranks keep memory linear in n for the resamples.
     x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
@@ -269,7 +284,7 @@ def stratified_probability_of_improvement(
 
     def mean_probability(*samples: np.ndarray, axis: int) -> np.ndarray:
         per_task = [
-            _probability_greater(x, y, axis)
+            probability_greater_along(x, y, axis)
             for x, y in zip(samples[:n_tasks], samples[n_tasks:], strict=True)
         ]
         return np.mean(per_task, axis=0)
@@ -398,3 +413,32 @@ def holm_adjust(pvalues: ArrayLike) -> np.ndarray:
     adjusted = np.empty_like(raw)
     adjusted[order] = adjusted_sorted
     return adjusted
+
+
+def stratified_permutation_pvalue(
+    x_tasks: Sequence[np.ndarray], y_tasks: Sequence[np.ndarray], n_resamples: int = 9999, rng: Rng = None
+) -> float:
+    """
+    Two-sided p-value of the mean over tasks of P(X > Y) against 1/2, by permuting the group labels of the
+    runs within each task (the stratified analogue of the Mann-Whitney test).
+
+    :param x_tasks: per task, one score per run of X
+    :param y_tasks: per task, one score per run of Y
+    :param n_resamples: random permutations
+    :param rng: seed or generator
+    :return: the p-value, counting the observed labelling as one permutation
+    """
+    generator = np.random.default_rng(rng)
+
+    def statistic(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        # The rank-based P(X > Y), vectorized over the permutations in the first axis.
+        return np.mean([probability_greater_along(x, y, axis=-1) for x, y in pairs], axis=0) - 0.5
+
+    observed = statistic([(np.asarray(x), np.asarray(y)) for x, y in zip(x_tasks, y_tasks, strict=True)])
+    shuffled = []
+    for x, y in zip(x_tasks, y_tasks, strict=True):
+        pooled = np.tile(np.concatenate([x, y]), (n_resamples, 1))
+        permuted = generator.permuted(pooled, axis=1)
+        shuffled.append((permuted[:, : len(x)], permuted[:, len(x) :]))
+    extreme = np.sum(np.abs(statistic(shuffled)) >= abs(observed) - 1e-12)
+    return float((1 + extreme) / (1 + n_resamples))

@@ -11,7 +11,6 @@ from rlnorm.report import (
     SUPPORTED,
     analysis_tables,
     analyze,
-    stratified_permutation_pvalue,
     write_report,
 )
 from rlnorm.results import FAILED, RUNNING, load_results
@@ -83,13 +82,6 @@ def test_overall_verdict_pools_tasks_and_holm_corrects_one_family(tmp_path):
     assert len(made) == 3
     smallest = min(made, key=lambda c: c.pvalue)
     assert smallest.p_adjusted == pytest.approx(3 * smallest.pvalue)
-
-
-def test_stratified_permutation_pvalue():
-    low, high = [np.arange(5.0)] * 2, [np.arange(5.0) + 10] * 2
-    # Only the observed labelling and its mirror are as extreme as it: p ~ 2 / C(10, 5)^2 ~ 0.
-    assert stratified_permutation_pvalue(low, high, rng=0) < 0.01
-    assert stratified_permutation_pvalue(low, low, rng=0) == 1.0
 
 
 def test_probe_and_cost_claims(tmp_path):

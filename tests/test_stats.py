@@ -198,3 +198,10 @@ def test_holm_adjust_known_values():
 def test_holm_adjust_rejects_invalid_pvalues(pvalues):
     with pytest.raises(ValueError, match="p-values must be in \\[0, 1\\]"):
         stats.holm_adjust(pvalues)
+
+
+def test_stratified_permutation_pvalue():
+    low, high = [np.arange(5.0)] * 2, [np.arange(5.0) + 10] * 2
+    # Only the observed labelling and its mirror are as extreme as it: p ~ 2 / C(10, 5)^2 ~ 0.
+    assert stats.stratified_permutation_pvalue(low, high, rng=0) < 0.01
+    assert stats.stratified_permutation_pvalue(low, low, rng=0) == 1.0
