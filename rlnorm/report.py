@@ -744,7 +744,7 @@ def setup_blocks(results: Results) -> list[Block]:
         [[g.variant, g.norm, g.norm_mode, json.dumps(g.norm_kwargs), g.norm_in] for g in groups],
     )
     versions = sorted({json.dumps(run.versions, sort_keys=True) for run in runs if run.versions})
-    hosts = sorted({run.host for run in runs if run.host})
+    hosts = sorted({f"{run.host} ({run.hardware})" if run.hardware else run.host for run in runs if run.host})
     wall = [run.wall_time_s for run in runs if not math.isnan(run.wall_time_s)]
     memory = [run.peak_memory_mib for run in runs if not math.isnan(run.peak_memory_mib)]
     facts = [f"versions: {', '.join(f'{k} {v}' for k, v in json.loads(text).items())}" for text in versions]

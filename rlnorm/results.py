@@ -131,6 +131,7 @@ class Run:
     :param wall_time_s: seconds from start to the record (nan while running)
     :param evaluation_s: seconds of it spent evaluating (nan if unknown)
     :param host: the machine it ran on
+    :param hardware: its processor, cores and memory
     :param peak_memory_mib: peak resident memory of its worker
     :param versions: package versions
     :param mismatch: PPO/A2C's mean |r - 1| at the first minibatch of each update (None if not logged)
@@ -160,6 +161,7 @@ class Run:
     wall_time_s: float = math.nan
     evaluation_s: float = math.nan
     host: str = ""
+    hardware: str = ""
     peak_memory_mib: float = math.nan
     versions: dict[str, str] = field(default_factory=dict)
     mismatch: Series | None = None
@@ -431,6 +433,7 @@ def read_run(directory: Path, root: Path) -> Run:
         wall_time_s=float(record.get("wall_time_s", math.nan)),
         evaluation_s=float(record.get("evaluation_s", math.nan)),
         host=record.get("host", ""),
+        hardware=record.get("hardware", ""),
         peak_memory_mib=float(record.get("peak_memory_mib", math.nan)),
         versions=record.get("versions", {}),
         mismatch=mismatch,

@@ -337,6 +337,20 @@ def peak_memory_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+def hardware() -> str:
+    """:return: the processor model, core count and memory of this machine, in one line"""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        lines = cpuinfo.read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        model = names[0] if names else model
+    memory = ""
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        memory = f", {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
+    return f"{model}, {os.cpu_count()} cores{memory}"
+
+
 def versions() -> dict[str, str]:
     """:return: the versions of Python and of the packages that decide a run's numbers"""
     return {
@@ -356,6 +370,7 @@ def _finish(path: Path, record: dict[str, Any], start: float, ok: bool) -> RunRe
         wall_time_s=wall_time_s,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         host=platform.node(),
+        hardware=hardware(),
         peak_memory_mib=peak_memory_mib(),
         versions=versions(),
     )
