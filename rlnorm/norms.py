@@ -340,16 +340,20 @@ class NormalizedLinear(nn.Module):
         self._awaiting_data = data_init
         # Layers (of a target network) that must start from the same data-dependent initialization.
         self.copies_to: list[NormalizedLinear] = []
-        self._weight_normalized = parametrize.is_parametrized(linear, "weight") and isinstance(
-            linear.parametrizations.weight[0], _WeightNorm
-        )
+        # (g, v) of a weight-normalized Linear, held in a tuple so that they are not registered twice; the
+        # parameter objects survive load_state_dict and .to(), which update them in place.
+        self._weight_norm_parameters: tuple[nn.Parameter, nn.Parameter] | None = None
+        if parametrize.is_parametrized(linear, "weight") and isinstance(linear.parametrizations.weight[0], _WeightNorm):
+            weight = linear.parametrizations.weight
+            self._weight_norm_parameters = (weight.original0, weight.original1)
         self._foldable = isinstance(self.norm, nn.Identity) or hasattr(self.norm, "eval_affine")
         self._folding = False
         self._folded: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or torch.is_grad_enabled():
-            self._folded = None
+            if self._folded is not None:
+                self._folded = None
             if self.training and self._awaiting_data:
                 self._initialize_from(x)
         elif self._folding:
@@ -361,10 +365,10 @@ class NormalizedLinear(nn.Module):
 
     def effective_weight(self) -> torch.Tensor:
         """:return: the weight the Linear applies (after weight or spectral normalization)."""
-        if self._weight_normalized:
+        if self._weight_norm_parameters is not None:
             # The fused op the parametrization would call, without its Python machinery.
-            weight = self.linear.parametrizations.weight
-            return torch._weight_norm(weight.original1, weight.original0, 0)
+            g, v = self._weight_norm_parameters
+            return torch._weight_norm(v, g, 0)
         return self.linear.weight
 
     @torch.no_grad()
