@@ -51,3 +51,11 @@ def test_bench_prints_each_norm(capsys):
     printed = capsys.readouterr().out
     for norm in ("none", "bn", "mobn", "wn", "wn+mobn", "ln"):
         assert f"| {norm} |" in printed
+
+
+def test_norms_lists_every_registered_norm_with_its_description(capsys):
+    assert main(["norms"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines][:10] == ["none", "bn", "mobn", "wn", "wn+mobn", "ln", "brn", "rms",
+                                                        "sn", "pnorm"]
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
