@@ -462,9 +462,9 @@ def ladder_verdicts(ladder: Ladder) -> list[Verdict]:
 
 
 def _step_sentence(step: Comparison) -> str:
-    return f"{step.y} -> {step.x}, {step.detail}, p_adj {_fmt(step.p_adjusted)}" + (
-        f" ({step.blocked})" if step.blocked else ""
-    )
+    if step.blocked:
+        return f"{step.y} -> {step.x}: {step.blocked}"
+    return f"{step.y} -> {step.x}, {step.detail}, p_adj {_fmt(step.p_adjusted)}"
 
 
 # ----------------------------------------------------------------------------------------------- analysis
