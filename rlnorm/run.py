@@ -38,6 +38,8 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +54,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     VecEnv,
@@ -232,13 +235,14 @@ class PeriodicEvaluation(BaseCallback):
         check_finite(self.model, step)
         if isinstance(self.eval_env, VecNormalize):
             sync_envs_normalization(self.training_env, self.eval_env)
-        returns, lengths = evaluate_policy(
-            self.model,
-            self.eval_env,
-            n_eval_episodes=self.settings.episodes,
-            deterministic=self.settings.deterministic,
-            return_episode_rewards=True,
-        )
+        with eval_mode_throughout(self.model.policy):
+            returns, lengths = evaluate_policy(
+                self.model,
+                self.eval_env,
+                n_eval_episodes=self.settings.episodes,
+                deterministic=self.settings.deterministic,
+                return_episode_rewards=True,
+            )
         if not np.all(np.isfinite(returns)):
             raise NonFiniteError(f"evaluation returns are not finite at step {step}: {returns}")
         self.timesteps.append(step)
@@ -264,6 +268,30 @@ class PeriodicEvaluation(BaseCallback):
             results=np.array(self.returns),
             ep_lengths=np.array(self.lengths),
         )
+
+
+@contextmanager
+def eval_mode_throughout(policy: BasePolicy) -> Iterator[None]:
+    """Put ``policy`` in eval mode once for a whole evaluation, and keep it there.
+
+    SB3's ``predict`` calls ``set_training_mode(False)`` at every step: a walk over every module that
+    costs about a sixth of an evaluation of a small MLP. Inside this context that call does nothing, so
+    ``evaluate_policy`` computes exactly what it would otherwise; a request for train mode raises,
+    since nothing in an evaluation may update the networks.
+
+    :param policy: the policy to evaluate
+    """
+    policy.set_training_mode(False)
+
+    def stay_in_eval_mode(mode: bool) -> None:
+        if mode:
+            raise RuntimeError("train mode was requested during an evaluation")
+
+    policy.set_training_mode = stay_in_eval_mode  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del policy.set_training_mode  # the class's method again
 
 
 class MechanismRecorder:

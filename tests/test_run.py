@@ -135,3 +135,26 @@ def test_crossq_runs_as_published_with_its_batch_renorm(tmp_path):
     assert run_one(spec, tmp_path).ok
     model = CrossQ.load(tmp_path / "model.zip")
     assert any(isinstance(module, BatchRenorm) for module in model.policy.modules())
+
+
+@pytest.mark.parametrize(("algo", "env_id"), [("ppo", "CartPole-v1"), ("dqn", "CartPole-v1"), ("sac", "Pendulum-v1")])
+def test_evaluating_in_eval_mode_throughout_gives_what_sb3_gives(algo, env_id):
+    spec = single_run(algo, env_id, "bn", seed=0, timesteps=100)
+    agent = run.load_agent(algo, env_id)
+    model = run.build_model(spec, agent, run.make_env(agent, agent.n_envs))
+
+    def episodes():
+        env = run.make_env(agent, 3)
+        env.seed(7)
+        return run.evaluate_policy(model, env, n_eval_episodes=4, deterministic=True, return_episode_rewards=True)
+
+    expected = episodes()
+    model.policy.set_training_mode(True)
+    with run.eval_mode_throughout(model.policy):
+        assert not any(module.training for module in model.policy.modules())
+        assert episodes() == expected
+        with pytest.raises(RuntimeError, match="train mode"):
+            model.policy.set_training_mode(True)
+    assert "set_training_mode" not in vars(model.policy)  # the class's method again
+    model.policy.set_training_mode(True)
+    assert model.policy.training
