@@ -17,6 +17,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rlnorm.agents import load_agent
 from rlnorm.config import ALGORITHMS
+from rlnorm.norms import validate_norm
 from rlnorm.policies import use_fast_optimizers
 
 CORE_NORMS = ("none", "bn", "mobn", "wn", "wn+mobn", "ln")
@@ -153,6 +154,32 @@ def training_throughput(
     times = _paired_times([PLAIN, PLAIN_FAST, *norms], repeats, learn_time)
     ratios = _median_ratios(times, PLAIN)
     return {name: ratios[name] for name in [PLAIN_FAST, *norms]}
+
+
+def training_speed(algo: str, env_id: str, norm: str = "none", timesteps: int = 1_000) -> float:
+    """Env steps per second of training once it updates the networks, with the agent's zoo settings, one
+    torch thread and no evaluation: what a budget of many steps costs. Off-policy agents update from
+    their first batch here; the steps before the zoo's ``learning_starts`` (random actions, no updates)
+    are far cheaper, so a run's cost is about ``(budget - learning_starts) / speed``.
+
+    :param algo: an algorithm the runner knows (``rlnorm study`` configs' names)
+    :param env_id: an env id its agent file has
+    :param norm: the norm
+    :param timesteps: env steps timed (at least one PPO/A2C rollout is timed)
+    :return: env steps per second
+    """
+    load_agent(algo, env_id)  # a clear error for an unknown algo or env
+    validate_norm(norm)
+    torch.set_num_threads(1)
+    model = _build(algo, env_id, PLAIN if ALGORITHMS[algo].policy_class is None else norm)
+    if hasattr(model, "learning_starts"):
+        model.learning_starts = model.batch_size
+    rollout = getattr(model, "n_steps", 1) * model.n_envs
+    model.learn(max(rollout, model.batch_size + 1))  # warm-up: first updates, lazy imports
+    timesteps = max(timesteps, rollout)
+    start = time.perf_counter()
+    model.learn(timesteps, reset_num_timesteps=False)
+    return timesteps / (time.perf_counter() - start)
 
 
 def run_bench(

@@ -116,8 +116,18 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from rlnorm.bench import run_bench
+    from rlnorm.bench import run_bench, training_speed
 
+    if args.speed:
+        print("| algo | env | norm | training steps/s (one thread, after learning_starts) |\n|---|---|---|---|")
+        for task in args.speed:
+            algo, env_id, norm = (task.split(":") + ["none"])[:3]
+            try:
+                speed = training_speed(algo, env_id, norm)
+            except (KeyError, ValueError) as error:
+                return _fail(args, error)
+            print(f"| {algo} | {env_id} | {norm} | {speed:.0f} |", flush=True)
+        return 0
     print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps))
     return 0
 
@@ -184,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive_int, default=5, help="paired repeats (default: 5)")
     bench.add_argument("--ppo-steps", type=int, default=20_000, help="steps per timed PPO run (0: skip)")
     bench.add_argument("--sac-steps", type=int, default=1_000, help="steps per timed SAC run (0: skip)")
+    bench.add_argument(
+        "--speed", action="append", metavar="ALGO:ENV[:NORM]",
+        help="only measure training steps/s of this task (repeatable), e.g. sac:HalfCheetah-v5:bn",
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -53,6 +53,15 @@ def test_bench_prints_each_norm(capsys):
         assert f"| {norm} |" in printed
 
 
+def test_bench_speed_measures_each_task_and_names_a_bad_one(capsys):
+    assert main(["bench", "--speed", "ppo:CartPole-v1", "--speed", "dqn:CartPole-v1:bn"]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(row[1].strip(), row[3].strip()) for row in rows] == [("ppo", "none"), ("dqn", "bn")]
+    assert all(float(row[4]) > 0 for row in rows)
+    assert main(["bench", "--speed", "sac:CartPole-v2"]) == 2
+    assert "CartPole-v2" in capsys.readouterr().err
+
+
 def test_norms_lists_every_registered_norm_with_its_description(capsys):
     assert main(["norms"]) == 0
     lines = capsys.readouterr().out.splitlines()

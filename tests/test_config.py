@@ -46,6 +46,13 @@ def test_quick_config_compares_the_six_core_norms_on_one_task():
     assert {(run.algo, run.env_id) for run in config.runs()} == {("ppo", "CartPole-v1")}
 
 
+def test_mujoco_config_covers_both_envs_for_each_algo():
+    config = load_study(CONFIGS / "mujoco.yaml")
+    tasks = {(run.algo, run.env_id, run.timesteps) for run in config.runs()}
+    assert tasks == {(algo, env, 1_000_000) for algo in ("sac", "td3", "ppo") for env in ("HalfCheetah-v5", "Hopper-v5")}
+    assert [variant.norm for variant in config.variants] == CORE_NORMS and len(config.runs()) == 6 * 6 * 5
+
+
 def test_claim_config_is_the_reference_grid():
     runs = load_study(CONFIGS / "claim.yaml").runs()
     cells: dict[tuple[str, str, str], set[int]] = {}
