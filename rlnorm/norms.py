@@ -173,8 +173,8 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
         if self.statistics == "batch":
             _check_batch_statistics_possible("mobn", x)
             batch_mean = x.mean(dim=0)
-            with torch.no_grad():
-                self.running_mean.lerp_(batch_mean, self.momentum)
+            # detach() rather than a no_grad block: the same update, without a context manager per call.
+            self.running_mean.lerp_(batch_mean.detach(), self.momentum)
             return x + (self.bias - batch_mean)
         mean, _ = self._train_statistics(x)
         return x + (self.bias - mean)
@@ -349,6 +349,21 @@ class NormalizedLinear(nn.Module):
         self._foldable = isinstance(self.norm, nn.Identity) or hasattr(self.norm, "eval_affine")
         self._folding = False
         self._folded: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # This layer and its submodules (3 to 6 with a parametrization), in a plain list: see train().
+        self._layer_modules = list(self.modules())
+
+    def train(self, mode: bool = True) -> NormalizedLinear:
+        # SB3 switches modes twice per environment step, and nn.Module.train's recursion over this layer's
+        # submodules costs more than a small norm does. Setting the flags directly is what it does for
+        # modules that keep nn.Module.train; any other keeps its own train().
+        if not isinstance(mode, bool):
+            raise ValueError(f"training mode is expected to be boolean, got {mode!r}")
+        for module in self._layer_modules:
+            if type(module).train is nn.Module.train or module is self:
+                module.__dict__["training"] = mode
+            else:
+                module.train(mode)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or torch.is_grad_enabled():

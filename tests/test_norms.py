@@ -369,3 +369,26 @@ def test_batch_only_statistics_normalize_with_the_batch_and_update_nothing(norm)
 def test_unknown_statistics_source_is_named():
     with pytest.raises(ValueError, match="statistics source must be one of batch, batch_only, running, fixed"):
         BatchNorm(2).set_statistics("moving")
+
+
+class _CountsTrainCalls(nn.Identity):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def train(self, mode: bool = True) -> nn.Module:
+        self.calls += 1
+        return super().train(mode)
+
+
+@pytest.mark.parametrize("norm", ["wn+mobn", "sn", "ln"])
+def test_switching_a_normalized_layers_mode_sets_every_submodule_as_torch_does(norm):
+    layer = get_norm(norm).factory(nn.Linear(4, 3))
+    layer.norm.extra = _CountsTrainCalls()  # a submodule with its own train() keeps it
+    layer._layer_modules.append(layer.norm.extra)
+    for mode in (False, True, False):
+        layer.train(mode)
+        assert all(module.training is mode for module in layer.modules())
+    assert layer.norm.extra.calls == 3
+    with pytest.raises(ValueError, match="boolean"):
+        layer.train("eval")
