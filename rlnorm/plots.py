@@ -9,7 +9,7 @@ failed and unfinished runs appear in the learning curves as thin lines, a failur
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from pathlib import Path
 
@@ -25,7 +25,19 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from rlnorm import stats as st  # noqa: E402
-from rlnorm.results import DONE, FAILED, NORM_MODES, OUTPUT_LAYER, RUNNING, Group, Results, Run, Series, learning_curve  # noqa: E402
+from rlnorm.results import (  # noqa: E402
+    DEFAULT_NORM_MODE,
+    DONE,
+    FAILED,
+    NORM_MODES,
+    OUTPUT_LAYER,
+    RUNNING,
+    Group,
+    Results,
+    Run,
+    Series,
+    learning_curve,
+)
 
 WIDTH_IN = 7.0
 """A two-column paper's text width."""
@@ -93,6 +105,7 @@ def plot_study(results: Results, out_dir: str | Path) -> list[Path]:
     colors = variant_colors(results)
     figures: dict[str, Callable[[Results, dict[str, str]], Figure | None]] = {
         "learning_curves": plot_learning_curves,
+        "mechanism_curves": plot_mechanism_curves,
         "final_returns": plot_final_returns,
         "dispersion": plot_dispersion,
         "improvement": plot_improvement,
@@ -121,7 +134,7 @@ def save(figure: Figure, stem: Path) -> list[Path]:
     """
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
-        figure.savefig(path)
+        figure.savefig(path, bbox_inches="tight")  # the whole legend, however many variants
     plt.close(figure)
     return paths
 
@@ -169,8 +182,8 @@ def _legend(figure: Figure, colors: dict[str, str], variants: list[str], extra: 
 # ----------------------------------------------------------------------------------------------- layout
 
 
-def _panels(tasks: list[tuple[str, str]], columns: int | None = None) -> tuple[Figure, list[Axes]]:
-    """A figure with one panel per task (or per task x column when ``columns`` is given)."""
+def _panels(tasks: Sequence[object], columns: int | None = None) -> tuple[Figure, list[Axes]]:
+    """A figure with one panel per task or other item (or per item x column when ``columns`` is given)."""
     if columns is None:
         ncols = min(len(tasks), MAX_COLUMNS)
         nrows = math.ceil(len(tasks) / ncols)
@@ -206,18 +219,47 @@ def _errorbar(ax: Axes, x: float, estimate: st.Estimate, color: str, marker: str
 # ----------------------------------------------------------------------------------------------- figures
 
 
+def is_core(group: Group) -> bool:
+    """:return: whether a variant is a norm as SB3 runs it (mode sb3, default options): the variants the
+    learning curves compare; the others (modes, option sweeps) are drawn by norm in the mechanism curves"""
+    return group.norm_mode == DEFAULT_NORM_MODE and not group.norm_kwargs
+
+
 def plot_learning_curves(results: Results, colors: dict[str, str]) -> Figure:
     """
-    Learning curves per task: IQM and 95 % CI band of each variant's finished runs; failed and
-    unfinished runs as thin lines.
+    Learning curves per task of the core variants (:func:`is_core`): IQM and 95 % CI band of each
+    variant's finished runs; failed and unfinished runs as thin lines.
 
     :param results: the study's results
     :param colors: variant -> colour
     :return: the figure
     """
-    figure, axes = _panels(results.tasks)
-    for ax, task in zip(axes, results.tasks, strict=False):
-        for group in results.groups_of(task):
+    panels = [(task, [g for g in results.groups_of(task) if is_core(g)]) for task in results.tasks]
+    return _curve_panels(results, colors, [(_title(task), groups) for task, groups in panels])
+
+
+def plot_mechanism_curves(results: Results, colors: dict[str, str]) -> Figure | None:
+    """
+    Learning curves of the variants that are not core (other norm modes, option sweeps), one panel per
+    task and norm, beside none's curve on that task.
+
+    :param results: the study's results
+    :param colors: variant -> colour
+    :return: the figure, or None if every variant is core
+    """
+    panels = []
+    for task in results.tasks:
+        groups = results.groups_of(task)
+        baseline = [g for g in groups if g.variant == "none"]
+        for norm in dict.fromkeys(g.norm for g in groups if not is_core(g)):
+            panels.append((f"{_title(task)}: {norm}", baseline + [g for g in groups if g.norm == norm]))
+    return _curve_panels(results, colors, panels) if panels else None
+
+
+def _curve_panels(results: Results, colors: dict[str, str], panels: list[tuple[str, list[Group]]]) -> Figure:
+    figure, axes = _panels([title for title, _ in panels])
+    for ax, (title, groups) in zip(axes, panels, strict=False):
+        for group in groups:
             color = colors[group.variant]
             band = learning_curve(group)
             if band is not None:
@@ -228,10 +270,12 @@ def plot_learning_curves(results: Results, colors: dict[str, str]) -> Figure:
                     ax.plot(run.steps, run.returns, color=color, lw=0.7, ls="--", alpha=0.8)
                     if run.status == FAILED:
                         ax.plot(run.steps[-1], run.returns[-1], "x", color=color, markersize=6)
-        ax.set(title=_title(task), xlabel="environment steps", ylabel="return")
+        ax.set(title=title, xlabel="environment steps", ylabel="return")
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    shown = list(dict.fromkeys(g.variant for _, groups in panels for g in groups))
+    runs = [run for _, groups in panels for g in groups for run in g.runs]
     partial = [Line2D([], [], color="grey", lw=0.7, ls="--", label="unfinished / failed (x) run")]
-    _legend(figure, colors, results.variants, partial if any(r.status != DONE for r in results.runs) else [])
+    _legend(figure, colors, shown, partial if any(r.status != DONE for r in runs) else [])
     return figure
 
 

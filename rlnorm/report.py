@@ -21,6 +21,7 @@ A claim combines its comparisons (:func:`claim_verdicts` says how for each). Num
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 import math
@@ -33,7 +34,7 @@ import numpy as np
 
 from rlnorm import stats as st
 from rlnorm.plots import CAPTIONS, plot_study
-from rlnorm.results import BOOTSTRAP_SEED, DONE, FAILED, NORM_MODES, RUNNING, Group, Results, Run
+from rlnorm.results import BOOTSTRAP_SEED, DONE, FAILED, NORM_MODES, RUNNING, Group, Results, Run, RunMetrics
 
 ALPHA = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
@@ -889,10 +890,48 @@ def to_html(blocks: list[Block]) -> str:
     )
 
 
+RUN_SUMMARY_COLUMNS = (
+    "run", "algo", "env", "variant", "norm", "norm_mode", "norm_kwargs", "norm_in", "seed", "status",
+    "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap", "wall_time_s",
+    "evaluation_s", "reason",
+)
+
+
+def write_run_summary(results: Results, path: str | Path) -> Path:
+    """Write one CSV row per run: its variant, status, the DESIGN §6 metrics, the probe at the outputs and
+    its times, as plain numbers (empty where undefined), for analysis elsewhere.
+
+    :param results: the results
+    :param path: the CSV file
+    :return: the file
+    """
+    path = Path(path)
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(RUN_SUMMARY_COLUMNS)
+        for run in results.runs:
+            numbers = [
+                *(getattr(run.metrics, name) for name in RunMetrics.__dataclass_fields__),
+                run.probe_mean("noise"),
+                run.probe_mean("gap"),
+                run.wall_time_s,
+                run.evaluation_s,
+            ]
+            writer.writerow([
+                run.run_id, run.algo, run.env_id, run.variant, run.norm, run.norm_mode,
+                json.dumps(run.norm_kwargs, sort_keys=True), run.norm_in, run.seed, run.status,
+                int(run.steps[-1]) if run.steps.size else 0, run.budget,
+                *("" if math.isnan(value) else f"{value:.6g}" for value in numbers),
+                run.reason or "",
+            ])
+    return path
+
+
 def write_report(results: Results, out_dir: str | Path) -> tuple[Path, Path]:
     """
-    Write the report: ``report.md`` with its figures in ``figures/`` (PNG and PDF), and ``report.html``,
-    which holds everything (figures embedded) and opens in any browser.
+    Write the report: ``report.md`` with its figures in ``figures/`` (PNG and PDF), ``report.html``,
+    which holds everything (figures embedded) and opens in any browser, and ``runs.csv``, the per-run
+    summary (:func:`write_run_summary`).
 
     :param results: the results
     :param out_dir: where to write, created if needed
@@ -901,6 +940,7 @@ def write_report(results: Results, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     figures = [path for path in plot_study(results, out_dir / "figures") if path.suffix == ".png"]
     blocks = report_blocks(results, figures)
+    write_run_summary(results, out_dir / "runs.csv")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(to_markdown(blocks, out_dir))
     html_path.write_text(to_html(blocks))

@@ -49,7 +49,8 @@ def test_quick_config_compares_the_six_core_norms_on_one_task():
 def test_mujoco_config_covers_both_envs_for_each_algo():
     config = load_study(CONFIGS / "mujoco.yaml")
     tasks = {(run.algo, run.env_id, run.timesteps) for run in config.runs()}
-    assert tasks == {(algo, env, 1_000_000) for algo in ("sac", "td3", "ppo") for env in ("HalfCheetah-v5", "Hopper-v5")}
+    envs = ("HalfCheetah-v5", "Hopper-v5")
+    assert tasks == {(algo, env, 1_000_000) for algo in ("sac", "td3", "ppo") for env in envs}
     assert [variant.norm for variant in config.variants] == CORE_NORMS and len(config.runs()) == 6 * 6 * 5
 
 

@@ -1,14 +1,24 @@
 """Figures: every file written and valid, colours consistent, figures without data left out."""
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from test_results import curve_to, write_run, write_study
 
-from rlnorm.plots import NORM_COLORS, mean_over_runs, plot_study, variant_colors
+from rlnorm.plots import (
+    NORM_COLORS,
+    STYLE,
+    mean_over_runs,
+    plot_learning_curves,
+    plot_mechanism_curves,
+    plot_study,
+    variant_colors,
+)
 from rlnorm.results import FAILED, RUNNING, Series, load_results
 
 ALL_FIGURES = {
     "learning_curves",
+    "mechanism_curves",
     "final_returns",
     "dispersion",
     "improvement",
@@ -86,3 +96,20 @@ def test_mean_over_runs_averages_each_step_over_the_runs_that_have_it():
     mean = mean_over_runs([Series(np.array([0, 10]), np.array([1.0, 3.0])), Series(np.array([0]), np.array([3.0]))])
     assert mean.steps.tolist() == [0, 10]
     assert mean.values.tolist() == pytest.approx([2.0, 3.0])
+
+
+def test_mechanism_variants_get_their_own_curves_beside_none(tmp_path):
+    write_full_study(tmp_path / "results")
+    results = load_results(tmp_path / "results")
+    colors = variant_colors(results)
+    with plt.rc_context(STYLE):
+        core, mechanisms = plot_learning_curves(results, colors), plot_mechanism_curves(results, colors)
+    legend = [text.get_text() for text in core.legends[0].get_texts()]
+    assert "none" in legend and "bn" in legend and "bn-frozen" not in legend
+    titles = [ax.get_title() for ax in mechanisms.axes if ax.get_visible()]
+    assert titles == [f"{algo.upper()} {env}: bn" for algo, env in results.tasks]
+    legend = [text.get_text() for text in mechanisms.legends[0].get_texts()]
+    assert legend[:3] == ["none", "bn", "bn-frozen"]
+    plt.close("all")
+    write_study(tmp_path / "core", {"none": [1.0, 2.0], "bn": [3.0, 4.0]})
+    assert plot_mechanism_curves(load_results(tmp_path / "core"), colors) is None

@@ -1,5 +1,7 @@
 """Verdicts, the mechanism ladder, the analysis tables and the report files, on synthetic studies."""
 
+import csv
+
 import numpy as np
 import pytest
 from test_results import curve_to, write_run, write_study
@@ -188,3 +190,19 @@ def test_report_files(tmp_path):
     assert 'src="figures/' not in page  # self-contained
     assert "<th>verdict</th>" in page and "<b>inconclusive</b>" in page
     assert "versions: python 3.11, torch 2.13.0" in markdown and "host testhost" in markdown
+
+
+def test_report_writes_the_per_run_summary_as_plain_numbers(tmp_path):
+    write_study(tmp_path / "results", {"none": [100.0, 110.0], "bn": [10.0]})
+    write_run(tmp_path / "results", "bn", 1, [5.0], status=RUNNING)
+    write_report(load_results(tmp_path / "results"), tmp_path / "report")
+    with open(tmp_path / "report" / "runs.csv") as file:
+        rows = {row["run"]: row for row in csv.DictReader(file)}
+    assert set(rows) == {"ppo/CartPole-v1/none/seed-0", "ppo/CartPole-v1/none/seed-1",
+                         "ppo/CartPole-v1/bn/seed-0", "ppo/CartPole-v1/bn/seed-1"}
+    done = rows["ppo/CartPole-v1/none/seed-1"]
+    assert (done["norm"], done["norm_mode"], done["seed"], done["status"]) == ("none", "sb3", "1", "done")
+    assert float(done["final"]) == pytest.approx(110.0) and float(done["wall_time_s"]) == 10.0
+    assert float(done["eval_spread"]) == pytest.approx(1.0)
+    running = rows["ppo/CartPole-v1/bn/seed-1"]
+    assert running["status"] == RUNNING and running["final"] == ""  # one evaluation: no final yet
