@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import zip_longest
 from operator import attrgetter
 from pathlib import Path
 
@@ -68,7 +69,8 @@ NORM_COLORS = {
 }
 EXTRA_COLORS = ["#7f7f7f", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d"]
 SHADES = (0.0, 0.4, -0.35, 0.65, -0.55)
-"""How far the n-th variant of a norm moves from the norm's colour: toward white (> 0) or black (< 0)."""
+"""How far the n-th variant of a norm moves from the norm's colour: toward white (> 0) or black (< 0);
+a norm with more variants than this spreads them evenly over the same range instead."""
 LINE_STYLES = ("-", "--", ":", "-.")
 
 CAPTIONS = {
@@ -159,9 +161,18 @@ def variant_colors(results: Results) -> dict[str, str]:
     for norm, groups in by_norm.items():
         base = NORM_COLORS.get(norm) or next(extra)
         ordered = sorted(groups, key=lambda g: NORM_MODES.index(g.norm_mode) if g.norm_mode in NORM_MODES else 4)
-        for i, group in enumerate(ordered):
-            colors[group.variant] = shade(base, SHADES[i % len(SHADES)])
+        amounts = SHADES if len(ordered) <= len(SHADES) else _spread_shades(len(ordered))
+        for group, amount in zip(ordered, amounts, strict=False):
+            colors[group.variant] = shade(base, amount)
     return colors
+
+
+def _spread_shades(n: int) -> list[float]:
+    """:return: ``n`` distinct shade amounts: the norm's own colour (0), then lighter and darker ones spaced
+    evenly up to the lightest and darkest of :data:`SHADES`, alternating"""
+    lighter = np.linspace(0, max(SHADES), n // 2 + 1)[1:]
+    darker = np.linspace(0, min(SHADES), (n - 1) - n // 2 + 1)[1:]
+    return [0.0, *(float(a) for pair in zip_longest(lighter, darker) for a in pair if a is not None)]
 
 
 def shade(color: str, amount: float) -> str:

@@ -113,3 +113,15 @@ def test_mechanism_variants_get_their_own_curves_beside_none(tmp_path):
     plt.close("all")
     write_study(tmp_path / "core", {"none": [1.0, 2.0], "bn": [3.0, 4.0]})
     assert plot_mechanism_curves(load_results(tmp_path / "core"), colors) is None
+
+
+def test_many_variants_of_one_norm_get_distinct_colours(tmp_path):
+    modes = ["sb3", "consistent", "frozen", "fixed"]
+    variants = {f"mobn-{mode}": {"norm_mode": mode} for mode in modes}
+    variants |= {f"mobn-frozen-m{m}": {"norm_mode": "frozen", "norm_kwargs": {"momentum": m}} for m in (0.01, 0.0)}
+    variants |= {"mobn-x": {"norm_kwargs": {"momentum": 0.5}}, "mobn-y": {"norm_kwargs": {"momentum": 0.2}}}
+    for variant, options in variants.items():
+        write_run(tmp_path, variant, 0, curve_to(1.0), norm="mobn", **options)
+    colors = variant_colors(load_results(tmp_path))
+    assert len(colors) == 8 and len(set(colors.values())) == 8
+    assert colors["mobn-sb3"] == NORM_COLORS["mobn"]
