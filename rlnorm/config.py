@@ -303,7 +303,7 @@ def parse_study(raw: Any, default_name: str, source: str) -> StudyConfig:
     try:
         return _parse_study(raw, default_name)
     except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
 
 
 def _parse_study(raw: Any, default_name: str) -> StudyConfig:
@@ -633,4 +633,23 @@ def single_run(
         "eval": dataclasses.asdict(eval_settings or EvalSettings()),
         "tensorboard": tensorboard,
     }
-    return parse_study(raw, default_name="train", source="rlnorm train").runs()[0]
+    try:
+        return parse_study(raw, default_name="train", source="").runs()[0]
+    except ConfigError as error:
+        # Name the command-line flag rather than the key of the config this was translated into.
+        message = str(error)
+        where, _, what = message.partition(": ")
+        flag = "--env" if where.startswith("algos.") else _TRAIN_FLAGS.get(where)
+        if where == "norms[0]" and what.startswith(("norm_mode", "norm_in")):
+            flag = "--" + what.split()[0].replace("_", "-")
+        raise ConfigError(f"{flag}: {what}" if flag else message) from None
+
+
+_TRAIN_FLAGS = {
+    "algos": "--algo",
+    "norms[0]": "--norm",
+    "seeds": "--seed",
+    "budget.timesteps": "--timesteps",
+    "eval.every": "--eval-every",
+    "eval.episodes": "--eval-episodes",
+}

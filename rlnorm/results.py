@@ -192,20 +192,20 @@ class Run:
         return float(np.mean(values)) if values else math.nan
 
 
+def _of_its_runs(name: str) -> property:
+    """:return: a read-only attribute of a :class:`Group`: its runs' ``name``, which they share"""
+    return property(lambda group: getattr(group.runs[0], name), doc=f"the runs' {name}")
+
+
 @dataclass(frozen=True)
 class Group:
     """The runs of one variant on one task, and their across-seed aggregates (finished runs only).
 
-    Estimates are nan when no finished run has the metric; interval bounds are nan with a single run.
+    Estimates are nan when no finished run has the metric; interval bounds are nan with a single run. The
+    task and variant (``algo``, ``env_id``, ``variant``, ``norm``, ``norm_mode``, ``norm_kwargs``,
+    ``norm_in``) are its runs'.
 
-    :param algo: algorithm
-    :param env_id: environment id
-    :param variant: variant name
-    :param norm: norm name
-    :param norm_mode: norm mode
-    :param norm_kwargs: norm options
-    :param norm_in: networks with the norm
-    :param runs: all its runs, by seed
+    :param runs: all its runs, by seed (at least one)
     :param final_iqm: IQM of the final returns, 95 % bootstrap CI
     :param final_mean: mean of the final returns, 95 % bootstrap CI
     :param final_std: across-seed standard deviation of the final returns, 95 % bootstrap CI
@@ -221,13 +221,6 @@ class Group:
     :param train_time_s: mean training wall time per run (evaluation excluded), 95 % CI
     """
 
-    algo: str
-    env_id: str
-    variant: str
-    norm: str
-    norm_mode: str
-    norm_kwargs: dict[str, Any]
-    norm_in: str
     runs: tuple[Run, ...]
     final_iqm: st.Estimate
     final_mean: st.Estimate
@@ -242,6 +235,14 @@ class Group:
     probe_noise: st.Estimate
     probe_gap: st.Estimate
     train_time_s: st.Estimate
+
+    algo = _of_its_runs("algo")
+    env_id = _of_its_runs("env_id")
+    variant = _of_its_runs("variant")
+    norm = _of_its_runs("norm")
+    norm_mode = _of_its_runs("norm_mode")
+    norm_kwargs = _of_its_runs("norm_kwargs")
+    norm_in = _of_its_runs("norm_in")
 
     @property
     def task(self) -> tuple[str, str]:
@@ -569,20 +570,11 @@ def summarize(runs: list[Run]) -> Group:
     :param runs: its runs, at least one
     :return: the group
     """
-    first = runs[0]
-
     def values(per_run: Callable[[Run], float]) -> np.ndarray:
         return finished_values(runs, per_run)
 
     finals = values(lambda run: run.metrics.final)
     return Group(
-        algo=first.algo,
-        env_id=first.env_id,
-        variant=first.variant,
-        norm=first.norm,
-        norm_mode=first.norm_mode,
-        norm_kwargs=first.norm_kwargs,
-        norm_in=first.norm_in,
         runs=tuple(runs),
         final_iqm=_ci(finals, st.iqm_ci),
         final_mean=_ci(finals, st.mean_ci),

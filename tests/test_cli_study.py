@@ -110,12 +110,14 @@ TRAIN = [
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (["--norm", "lnn"], ["unknown norm 'lnn'", "did you mean 'ln'"]),
-        (["--algo", "td3"], ["td3 cannot act in CartPole-v1"]),
-        (["--timesteps", "0"], ["budget.timesteps: 0"]),
-        (["--eval-episodes", "-2"], ["eval.episodes: -2"]),
-        (["--seed", "-1"], ["seeds: -1"]),
-        (["--norm-in", "value"], ["norm_in 'value'"]),
+        (["--norm", "lnn"], ["--norm: unknown norm 'lnn'", "did you mean 'ln'"]),
+        (["--algo", "td3"], ["--env: td3 cannot act in CartPole-v1"]),
+        (["--algo", "ppp"], ["--algo: unknown algorithm 'ppp'"]),
+        (["--timesteps", "0"], ["--timesteps: 0"]),
+        (["--eval-episodes", "-2"], ["--eval-episodes: -2"]),
+        (["--seed", "-1"], ["--seed: -1"]),
+        (["--norm-in", "value"], ["--norm-in: norm_in 'value'"]),
+        (["--norm-mode", "fixed"], ["--norm-mode: norm_mode 'fixed'", "norm 'ln' has none"]),
     ],
 )
 def test_train_refuses_bad_settings(change, expected, tmp_path, monkeypatch, capsys):
