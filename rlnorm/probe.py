@@ -241,18 +241,28 @@ def policy_networks(
     raise ValueError(f"no probe for policy class {type(policy).__name__}")
 
 
-def collect_transitions(model: BaseAlgorithm, env: gym.Env, n_steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+def collect_transitions(
+    model: BaseAlgorithm,
+    env: gym.Env,
+    n_steps: int,
+    seed: int = 0,
+    normalize_observation: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, ...]:
     """Run the model's own stochastic policy to gather states, for a model saved without its buffer.
 
     :param model: the model
     :param env: an environment of the kind it was trained on
     :param n_steps: transitions to gather
     :param seed: seed of the environment
+    :param normalize_observation: what the model's ``VecNormalize`` did to observations, if it had one
+        (its saved statistics' ``normalize_obs``): the policy acts on, and a buffer stores, normalized ones
     :return: (observations, actions as SB3's buffers store them: scaled to [-1, 1] for Box spaces)
     """
     observations, actions = [], []
     observation, _ = env.reset(seed=seed)
     for _ in range(n_steps):
+        if normalize_observation is not None:
+            observation = normalize_observation(observation)
         action, _ = model.predict(observation, deterministic=False)
         observations.append(np.asarray(observation, dtype=np.float32))
         stored = model.policy.scale_action(action) if isinstance(env.action_space, gym.spaces.Box) else action

@@ -442,11 +442,15 @@ def probe_run(run_dir: str | Path, n_steps: int = 2_000, n_draws: int = 16, n_pr
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "model.zip").is_file():
         raise ValueError(f"{run_dir} is not a finished run directory (it needs config.json and model.zip)")
-    if (run_dir / "vecnormalize.pkl").exists():
-        raise ValueError(f"{run_dir} normalizes observations (VecNormalize): probing such runs is not supported yet")
     run_spec = json.loads((run_dir / "config.json").read_text())["run"]
     algo_class = load_agent(run_spec["algo"], run_spec["env_id"]).algo_class
     model = algo_class.load(run_dir / "model.zip", device="cpu")
     env = gym.make(run_spec["env_id"])
-    transitions = collect_transitions(model, env, n_steps, seed=run_spec["seed"] + EVAL_SEED_OFFSET)
+    normalize = None
+    if (run_dir / "vecnormalize.pkl").exists():
+        # The observation statistics as training left them, frozen.
+        statistics = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), DummyVecEnv([lambda: env]))
+        statistics.training = False
+        normalize = statistics.normalize_obs
+    transitions = collect_transitions(model, env, n_steps, run_spec["seed"] + EVAL_SEED_OFFSET, normalize)
     return probe_model(model, n_draws=n_draws, n_probe=n_probe, transitions=transitions)

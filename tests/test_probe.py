@@ -2,6 +2,7 @@
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -9,9 +10,11 @@ from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
+from rlnorm.config import EvalSettings, single_run
 from rlnorm.norms import BatchNorm, MeanOnlyBatchNorm, get_norm
 from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
-from rlnorm.probe import minibatch_noise, probe_model
+from rlnorm.probe import collect_transitions, minibatch_noise, probe_model
+from rlnorm.run import probe_run, run_one
 
 SIGMA, FEATURES, POOL, B = 2.0, 8, 20_000, 64
 
@@ -124,3 +127,26 @@ def test_a_batch_that_is_the_whole_pool_has_exactly_no_noise(gaussian_pool):
     pool = gaussian_pool[:64]
     measured = minibatch_noise(BatchNorm(FEATURES), pool, batch_size=64, n_draws=4, n_probe=4)
     assert measured.noise == 0.0
+
+
+def test_states_gathered_for_a_saved_model_are_what_its_policy_saw():
+    model = MODELS["ppo"][0]("bn")
+    seen = []
+
+    def normalize(observation):
+        normalized = (observation - 1.0) / 2.0
+        seen.append(normalized)
+        return normalized
+
+    observations, actions = collect_transitions(model, gym.make("CartPole-v1"), 20, 3, normalize_observation=normalize)
+    np.testing.assert_array_equal(observations, np.stack(seen).astype(np.float32))
+    assert actions.shape == (20, 1)
+    raw, _ = collect_transitions(model, gym.make("CartPole-v1"), 20, seed=3)
+    np.testing.assert_allclose(raw[0], observations[0] * 2.0 + 1.0, atol=1e-6)  # same first state, unnormalized
+
+
+def test_probe_a_saved_run_that_normalized_observations(tmp_path):
+    spec = single_run("a2c", "Pendulum-v1", "bn", seed=0, timesteps=160, eval_settings=EvalSettings(160, 1))
+    assert run_one(spec, tmp_path).ok and (tmp_path / "vecnormalize.pkl").is_file()
+    measured = probe_run(tmp_path, n_steps=100, n_draws=4, n_probe=4)
+    assert set(measured) == {"actor", "value"} and all(m.noise > 1e-4 for m in measured.values())
