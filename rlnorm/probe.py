@@ -141,9 +141,12 @@ def minibatch_noise(
                 eval_outputs.append(module(states[index : index + 1])[0])
                 eval_layers.append(dict(recorded))
             module.train()
+            # A batch of the whole pool is the same batch at every draw (sorted, see below): one forward
+            # stands for all of them, as with PPO's zoo settings on CartPole.
+            whole_pool = batch_size == n_states
             for index in probe_indices:
                 draws, draws_by_layer = [], []
-                for _ in range(n_draws):
+                for _ in range(1 if whole_pool else n_draws):
                     others = torch.randperm(n_states - 1, generator=generator)[: batch_size - 1].sort().values
                     # Skip the probe state itself. Sorted: the order of a batch changes its output only by
                     # float rounding, which must not pass for noise (when B is the whole pool, as with
@@ -154,6 +157,8 @@ def minibatch_noise(
                     draws_by_layer.append(dict(recorded))
                     # Every draw starts from the same state: a train-mode call may move statistics.
                     restore()
+                if whole_pool:
+                    draws, draws_by_layer = draws * n_draws, draws_by_layer * n_draws
                 outputs.append(torch.stack(draws))
                 layer_draws.append({name: torch.stack([d[name] for d in draws_by_layer]) for name in recorded})
     finally:

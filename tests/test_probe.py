@@ -129,6 +129,17 @@ def test_a_batch_that_is_the_whole_pool_has_exactly_no_noise(gaussian_pool):
     assert measured.noise == 0.0
 
 
+def test_the_gap_at_a_whole_pool_batch_is_train_mode_on_the_pool_against_eval_mode():
+    torch.manual_seed(0)
+    pool = torch.randn(64, FEATURES) * 3.0 + 1.0
+    layer = BatchNorm(FEATURES)
+    measured = minibatch_noise(layer, pool, batch_size=64, n_draws=4, n_probe=64)
+    with torch.no_grad():
+        evaluated = layer.eval()(pool)  # before the train-mode call, which moves the running statistics
+        expected = (layer.train()(pool) - evaluated).abs().mean().item()
+    assert measured.gap == pytest.approx(expected, rel=1e-5) and expected > 0.5
+
+
 def test_states_gathered_for_a_saved_model_are_what_its_policy_saw():
     model = MODELS["ppo"][0]("bn")
     seen = []
