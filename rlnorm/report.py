@@ -798,7 +798,9 @@ def report_blocks(results: Results, figures: list[Path]) -> list[Block]:
     analysis = analyze(results)
     comparisons = [c for v in analysis.verdicts for c in v.comparisons]
     family = len(comparisons) + sum(len(ladder.steps) for ladder in analysis.ladders)
-    blocks: list[Block] = [("h1", f"rlnorm report: {results.path.name}")]
+    done, planned = sum(run.status == DONE for run in results.runs), results.planned_runs
+    interim = f" (interim: {done} of {planned} runs finished)" if done < planned else ""
+    blocks: list[Block] = [("h1", f"rlnorm report: {results.path.name}{interim}")]
     if results.notes:
         blocks += [("h2", "Notes"), ("list", *results.notes)]
     blocks += setup_blocks(results)

@@ -298,6 +298,11 @@ class Results:
         """:return: every variant name, in study order"""
         return list(dict.fromkeys(group.variant for group in self.groups))
 
+    @property
+    def planned_runs(self) -> int:
+        """:return: the runs the study config plans (``study.json``), or the runs found without one"""
+        return max(len(self.runs), _planned_runs(self.study) if self.study is not None else 0)
+
     def groups_of(self, task: tuple[str, str]) -> list[Group]:
         """:param task: (algo, env)
         :return: its groups, in variant order"""
@@ -629,6 +634,12 @@ def learning_curve(group: Group, aggregate: st.Aggregate = "iqm") -> Band | None
     return Band(np.array(shared), value, low, high)
 
 
+def _planned_runs(study: dict[str, Any]) -> int:
+    return sum(
+        len(task["seeds"]) * len(task.get("variants", study.get("variants", []))) for task in study.get("tasks", [])
+    )
+
+
 def _check(
     runs: list[Run], groups: tuple[Group, ...], study: dict[str, Any] | None
 ) -> tuple[list[str], set[tuple[str, str]]]:
@@ -645,9 +656,7 @@ def _check(
                 "listed with their status, left out of aggregates and comparisons"
             )
     if study is not None:
-        expected = sum(
-            len(task["seeds"]) * len(task.get("variants", study.get("variants", []))) for task in study.get("tasks", [])
-        )
+        expected = _planned_runs(study)
         if expected > len(runs):
             notes.append(f"{expected - len(runs)} run(s) of the study config have not started")
     incomparable = set()

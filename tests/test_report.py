@@ -1,6 +1,7 @@
 """Verdicts, the mechanism ladder, the analysis tables and the report files, on synthetic studies."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -206,3 +207,19 @@ def test_report_writes_the_per_run_summary_as_plain_numbers(tmp_path):
     assert float(done["eval_spread"]) == pytest.approx(1.0)
     running = rows["ppo/CartPole-v1/bn/seed-1"]
     assert running["status"] == RUNNING and running["final"] == ""  # one evaluation: no final yet
+
+
+def test_a_report_of_an_unfinished_study_says_interim_in_its_title(tmp_path):
+    write_study(tmp_path / "results", {"none": [100.0, 110.0], "bn": [10.0, 20.0]})
+    write_run(tmp_path / "results", "bn", 2, [0.0, 5.0], status=RUNNING)
+    study = {"tasks": [{"algo": "ppo", "env_id": "CartPole-v1", "seeds": [0, 1, 2, 3]}],
+             "variants": [{"name": "none"}, {"name": "bn"}]}
+    (tmp_path / "results" / "study.json").write_text(json.dumps(study))
+    md_path, _ = write_report(load_results(tmp_path / "results"), tmp_path / "report")
+    assert md_path.read_text().splitlines()[0] == "# rlnorm report: results (interim: 4 of 8 runs finished)"
+    (tmp_path / "results" / "study.json").unlink()
+    md_path, _ = write_report(load_results(tmp_path / "results"), tmp_path / "report")
+    assert md_path.read_text().splitlines()[0] == "# rlnorm report: results (interim: 4 of 5 runs finished)"
+    write_study(tmp_path / "finished", {"none": [100.0, 110.0], "bn": [10.0, 20.0]})
+    md_path, _ = write_report(load_results(tmp_path / "finished"), tmp_path / "report")
+    assert md_path.read_text().splitlines()[0] == "# rlnorm report: finished"
