@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from rlnorm.agents import load_agent
 from rlnorm.config import ALGORITHMS
 from rlnorm.norms import validate_norm
 from rlnorm.policies import use_fast_optimizers
+from rlnorm.run import hardware, versions, write_json
 
 CORE_NORMS = ("none", "bn", "mobn", "wn", "wn+mobn", "ln")
 PLAIN = "MlpPolicy"
@@ -129,18 +131,18 @@ def layer_costs(norms: Sequence[str] = CORE_NORMS, repeats: int = 7, calls: int 
     ]
 
 
-def training_throughput(
+def training_times(
     algo: str, env_id: str, norms: Sequence[str] = CORE_NORMS, timesteps: int = 20_000, repeats: int = 5
-) -> dict[str, float]:
-    """Training throughput of each norm relative to SB3's plain ``MlpPolicy``, zoo hyperparameters.
+) -> dict[str, list[float]]:
+    """Seconds of a ``learn`` of ``timesteps`` steps with each norm and with SB3's plain ``MlpPolicy`` (and
+    :data:`PLAIN_FAST`), zoo hyperparameters, in paired repeats.
 
     :param algo: ``"ppo"`` or ``"sac"``
     :param env_id: an env id the agent file has
     :param norms: the norms to time
     :param timesteps: env steps per timed ``learn``
-    :param repeats: paired repeats; the median ratio is reported
-    :return: variant -> steps/s / steps/s with ``MlpPolicy`` (1.0 = as fast as plain SB3), for each norm
-        and for :data:`PLAIN_FAST`
+    :param repeats: paired repeats
+    :return: variant -> its seconds, one per repeat
     """
     if algo not in THROUGHPUT_ALGOS:
         raise ValueError(f"throughput is benchmarked for {', '.join(THROUGHPUT_ALGOS)}; got {algo!r}")
@@ -151,9 +153,29 @@ def training_throughput(
         model.learn(timesteps)
         return time.perf_counter() - start
 
-    times = _paired_times([PLAIN, PLAIN_FAST, *norms], repeats, learn_time)
-    ratios = _median_ratios(times, PLAIN)
-    return {name: ratios[name] for name in [PLAIN_FAST, *norms]}
+    return _paired_times([PLAIN, PLAIN_FAST, *norms], repeats, learn_time)
+
+
+def write_bench_record(path: str | Path, command: str, timesteps: dict[str, int], times: dict[str, dict]) -> Path:
+    """Write the paired training times that ``rlnorm report`` answers claim 4 with (DESIGN §7), when the
+    record lies in the study's results directory as :data:`~rlnorm.results.BENCH_RECORD`.
+
+    :param path: the file
+    :param command: the command that measured them
+    :param timesteps: ``algo/env`` -> env steps per timed ``learn``
+    :param times: ``algo/env`` -> :func:`training_times`' result
+    :return: the file
+    """
+    record = {
+        "command": command,
+        "hardware": hardware(),
+        "versions": versions(),
+        "training_time_s": {task: {"timesteps": timesteps[task], "times": times[task]} for task in times},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+    return path
 
 
 def training_speed(algo: str, env_id: str, norm: str = "none", timesteps: int = 1_000) -> float:
@@ -183,7 +205,11 @@ def training_speed(algo: str, env_id: str, norm: str = "none", timesteps: int = 
 
 
 def run_bench(
-    norms: Sequence[str] = CORE_NORMS, repeats: int = 5, ppo_steps: int = 20_000, sac_steps: int = 1_000
+    norms: Sequence[str] = CORE_NORMS,
+    repeats: int = 5,
+    ppo_steps: int = 20_000,
+    sac_steps: int = 1_000,
+    record: tuple[Path, str] | None = None,
 ) -> str:
     """Run every benchmark and format the results as Markdown tables.
 
@@ -191,6 +217,7 @@ def run_bench(
     :param repeats: paired repeats of each measurement
     :param ppo_steps: env steps per timed PPO CartPole-v1 ``learn`` (0: skip)
     :param sac_steps: env steps per timed SAC Pendulum-v1 ``learn`` (0: skip)
+    :param record: (file, the command) to write the training times to (:func:`write_bench_record`)
     :return: the report
     """
     torch.set_num_threads(1)
@@ -205,10 +232,14 @@ def run_bench(
             f"| {cost.norm} | {cost.rollout_step:.0f} | {cost.rollout_ratio:.2f} "
             f"| {cost.gradient_update:.0f} | {cost.update_ratio:.2f} |"
         )
+    timesteps, times = {}, {}
     for algo, env_id, steps in (("ppo", "CartPole-v1", ppo_steps), ("sac", "Pendulum-v1", sac_steps)):
         if steps <= 0:
             continue
-        ratios = training_throughput(algo, env_id, norms, steps, repeats)
+        task = f"{algo}/{env_id}"
+        timesteps[task], times[task] = steps, training_times(algo, env_id, norms, steps, repeats)
+        ratios = _median_ratios(times[task], PLAIN)
+        del ratios[PLAIN]
         lines += [
             "",
             f"Training throughput, {algo.upper()} {env_id} ({steps} steps x {repeats} paired repeats), "
@@ -220,4 +251,7 @@ def run_bench(
         lines += [f"| {name} | {ratio:.2f} |" for name, ratio in ratios.items()]
     lines += ["", f"Normalized policies use the fused (or multi-tensor) optimizer; {PLAIN_FAST} is plain SB3 "
               "with the same optimizer, so the norm's own cost is its ratio divided by that row's."]
+    if record is not None and times:
+        path = write_bench_record(record[0], record[1], timesteps, times)
+        lines += ["", f"Training times written to {path}."]
     return "\n".join(lines)

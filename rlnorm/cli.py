@@ -128,7 +128,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 return _fail(args, error)
             print(f"| {algo} | {env_id} | {norm} | {speed:.0f} |", flush=True)
         return 0
-    print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps))
+    record = None
+    if args.out is not None:
+        if args.ppo_steps <= 0 and args.sac_steps <= 0:
+            return _fail(args, ValueError("--out records training times: give --ppo-steps or --sac-steps above 0"))
+        command = (
+            f"rlnorm bench --repeats {args.repeats} --ppo-steps {args.ppo_steps} --sac-steps {args.sac_steps} "
+            f"--out {args.out}"
+        )
+        record = (args.out, command)
+    print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps, record=record))
     return 0
 
 
@@ -194,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive_int, default=5, help="paired repeats (default: 5)")
     bench.add_argument("--ppo-steps", type=int, default=20_000, help="steps per timed PPO run (0: skip)")
     bench.add_argument("--sac-steps", type=int, default=1_000, help="steps per timed SAC run (0: skip)")
+    bench.add_argument(
+        "--out",
+        type=Path,
+        help="also write the training times to this JSON file; as <study results>/bench.json, "
+        "`rlnorm report` answers claim 4 (WN cheaper than BN) from it",
+    )
     bench.add_argument(
         "--speed", action="append", metavar="ALGO:ENV[:NORM]",
         help="only measure training steps/s of this task (repeatable), e.g. sac:HalfCheetah-v5:bn",

@@ -28,13 +28,25 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from rlnorm import stats as st
 from rlnorm.plots import CAPTIONS, plot_study
-from rlnorm.results import BOOTSTRAP_SEED, DONE, FAILED, NORM_MODES, RUNNING, Group, Results, Run, RunMetrics
+from rlnorm.results import (
+    BENCH_RECORD,
+    BOOTSTRAP_SEED,
+    DONE,
+    FAILED,
+    NO_ESTIMATE,
+    NORM_MODES,
+    RUNNING,
+    Group,
+    Results,
+    Run,
+    RunMetrics,
+)
 
 ALPHA = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
@@ -76,6 +88,8 @@ SPREAD = Quantity("across-seed spread of final return", lambda run: run.metrics.
 WITHIN = Quantity("within-run dispersion", lambda run: run.metrics.within_run_dispersion)
 NOISE = Quantity("probe noise at outputs", lambda run: run.probe_mean("noise"))
 TRAIN_TIME = Quantity("training time per run", lambda run: run.train_time_s, unit=" s")
+BENCH_TIME = Quantity("training time in rlnorm bench", lambda run: math.nan, unit=" s")
+"""Seconds of one timed ``learn`` in the bench record (no run has it): claim 4's measure when recorded."""
 
 
 @dataclass
@@ -164,12 +178,32 @@ def compare(
     pairs = {t: pair for t, pair in pairs.items() if t not in results.incomparable}
     x_name, y_name = _names(pairs)
     values = {t: (x.values(quantity.per_run), y.values(quantity.per_run)) for t, (x, y) in pairs.items()}
-    empty = Comparison(
-        quantity, x_name, y_name, task, expected, st.Estimate(math.nan, math.nan, math.nan), math.nan, ""
-    )
     if not values:
-        empty.blocked = "the finished runs of this task end at different steps" if task else "no comparable task"
-        return empty
+        blocked = "the finished runs of this task end at different steps" if task else "no comparable task"
+        return Comparison(quantity, x_name, y_name, task, expected, NO_ESTIMATE, math.nan, "", blocked)
+    return compare_values(quantity, x_name, y_name, values, expected, task)
+
+
+def compare_values(
+    quantity: Quantity,
+    x_name: str,
+    y_name: str,
+    values: dict[Task, tuple[np.ndarray, np.ndarray]],
+    expected: Direction | None,
+    task: Task | None,
+) -> Comparison:
+    """
+    The statistics of :func:`compare`, on the numbers themselves (one per run, or per bench repeat).
+
+    :param quantity: what they measure
+    :param x_name: what X is
+    :param y_name: what Y is
+    :param values: per task, the values of X and of Y
+    :param expected: the direction the claim expects
+    :param task: the single task compared, None for all of ``values`` pooled
+    :return: the comparison, with its raw p-value
+    """
+    empty = Comparison(quantity, x_name, y_name, task, expected, NO_ESTIMATE, math.nan, "")
     minimum = MIN_RUNS[quantity.kind]
     if min(min(x.size, y.size) for x, y in values.values()) < minimum:
         empty.blocked = f"fewer than {minimum} finished runs of {x_name} or {y_name} ({quantity.name})"
@@ -296,12 +330,18 @@ def single(parts: list[Comparison]) -> tuple[str, str]:
 
 
 def cost(parts: list[Comparison]) -> tuple[str, str]:
-    """The verdict of the one comparison of training times, which share the machine with other runs.
+    """The verdict of the one comparison of training times: the bench's paired repeats, or else the study
+    runs', which share the machine with other runs.
 
     :param parts: one comparison
     :return: verdict and note"""
     verdict, note = single(parts)
-    return verdict, "; ".join(filter(None, [note, "study runs share the machine: `rlnorm bench` measures cost"]))
+    source = (
+        f"paired repeats of `rlnorm bench` ({BENCH_RECORD})"
+        if parts[0].quantity is BENCH_TIME
+        else f"study runs share the machine: `rlnorm bench --out {BENCH_RECORD}` measures cost"
+    )
+    return verdict, "; ".join(filter(None, [note, source]))
 
 
 CLAIMS = (
@@ -343,6 +383,9 @@ def claim_verdicts(results: Results) -> list[Verdict]:
     """
     verdicts = []
     for claim in CLAIMS:
+        if claim.parts[0][0] is TRAIN_TIME and results.bench is not None:
+            verdicts += bench_verdicts(results.bench, claim)
+            continue
         parts_per_task: dict[Task | None, list[Comparison]] = {}
         missing: dict[Task, str] = {}
         for quantity, x, y, expected in claim.parts:
@@ -372,6 +415,37 @@ def claim_verdicts(results: Results) -> list[Verdict]:
         if None in parts_per_task and len(parts_per_task[None]) == len(claim.parts):
             verdicts.append(Verdict(claim.number, claim.statement, "all tasks", "", parts_per_task[None]))
     return verdicts
+
+
+def bench_verdicts(bench: dict[str, Any], claim: Claim) -> list[Verdict]:
+    """
+    A cost claim on the bench record's training times (DESIGN §7: the bench, not study runs that share the
+    machine, measures cost): X against Y on each task timed, and over those tasks.
+
+    :param bench: the bench record (:func:`rlnorm.bench.write_bench_record`)
+    :param claim: a claim of one training-time comparison
+    :return: its verdicts, before Holm correction
+    """
+    _, x, y, expected = claim.parts[0]
+    values = {
+        tuple(task.split("/", 1)): (np.asarray(timed["times"][x], float), np.asarray(timed["times"][y], float))
+        for task, timed in bench.get("training_time_s", {}).items()
+        if x in timed["times"] and y in timed["times"]
+    }
+    if not values:
+        note = f"the bench record ({BENCH_RECORD}) has no training times of {x} and {y}"
+        return [Verdict(claim.number, claim.statement, "all tasks", "not measured", note=note)]
+    scopes: list[Task | None] = [*values, None] if len(values) > 1 else [*values]
+    return [
+        Verdict(
+            claim.number,
+            claim.statement,
+            "all tasks" if task is None else "/".join(task),
+            "",
+            [compare_values(BENCH_TIME, x, y, values if task is None else {task: values[task]}, expected, task)],
+        )
+        for task in scopes
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- ladder
@@ -757,6 +831,12 @@ def setup_blocks(results: Results) -> list[Block]:
         f"wall time: {_fmt(sum(wall))} s over {len(wall)} recorded runs "
         f"(mean {_fmt(float(np.mean(wall)) if wall else math.nan)} s per run, evaluation included)"
     )
+    if results.bench is not None:
+        bench = results.bench
+        facts.append(
+            f"compute cost (claim 4): `{bench.get('command', 'rlnorm bench')}` ({BENCH_RECORD}), on "
+            f"{bench.get('hardware', 'unknown hardware')}"
+        )
     return [
         ("h2", "Setup"),
         ("p", f"Study {name!r} in {results.path}: {len(runs)} runs ({_counts(runs)})."),

@@ -39,6 +39,8 @@ NORM_MODES = ("sb3", "consistent", "frozen", "fixed")
 """The norm modes in ladder order, each removing one more mechanism (DESIGN §4c); the same names as
 :data:`rlnorm.policies.NORM_MODES`, repeated here because this module must not import torch."""
 DEFAULT_NORM_MODE = NORM_MODES[0]
+BENCH_RECORD = "bench.json"
+"""``rlnorm bench --out``'s record of paired training times, read from a results directory for claim 4."""
 FINAL_POINTS = 3
 """Evaluation points averaged into the final return (DESIGN §6)."""
 OUTPUT_LAYER = "output"
@@ -279,6 +281,7 @@ class Results:
     :param notes: what a reader must know before trusting a comparison (one line each)
     :param incomparable: tasks whose finished runs end at different steps: no comparisons on them
     :param study: the content of ``study.json`` (None if absent)
+    :param bench: the content of :data:`BENCH_RECORD` (None if absent)
     """
 
     path: Path
@@ -287,6 +290,7 @@ class Results:
     notes: tuple[str, ...]
     incomparable: frozenset[tuple[str, str]]
     study: dict[str, Any] | None
+    bench: dict[str, Any] | None = None
 
     @property
     def tasks(self) -> list[tuple[str, str]]:
@@ -379,7 +383,8 @@ def load_results(path: str | Path) -> Results:
         for key in dict.fromkeys((run.task, run.variant) for run in runs)
     )
     notes, incomparable = _check(runs, groups, study)
-    return Results(path, tuple(runs), groups, tuple(notes), frozenset(incomparable), study)
+    bench = _read_json(path / BENCH_RECORD)
+    return Results(path, tuple(runs), groups, tuple(notes), frozenset(incomparable), study, bench)
 
 
 def _order(study: dict[str, Any] | None) -> Callable[[Run], tuple]:

@@ -1,5 +1,7 @@
 """The analysis subcommands of `rlnorm`, end to end on a real (smoke) study."""
 
+import json
+
 import pytest
 
 from rlnorm.cli import main
@@ -51,6 +53,19 @@ def test_bench_prints_each_norm(capsys):
     printed = capsys.readouterr().out
     for norm in ("none", "bn", "mobn", "wn", "wn+mobn", "ln"):
         assert f"| {norm} |" in printed
+
+
+def test_bench_records_paired_training_times_for_the_report(tmp_path, capsys):
+    out = tmp_path / "results" / "bench.json"
+    assert main(["bench", "--repeats", "2", "--ppo-steps", "0", "--sac-steps", "5", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["command"] == f"rlnorm bench --repeats 2 --ppo-steps 0 --sac-steps 5 --out {out}"
+    timed = record["training_time_s"]["sac/Pendulum-v1"]
+    assert timed["timesteps"] == 5
+    assert set(timed["times"]) == {"MlpPolicy", "MlpPolicy+fused", "none", "bn", "mobn", "wn", "wn+mobn", "ln"}
+    assert all(len(times) == 2 and min(times) > 0 for times in timed["times"].values())
+    assert main(["bench", "--ppo-steps", "0", "--sac-steps", "0", "--out", str(out)]) == 2
+    assert "--sac-steps" in capsys.readouterr().err
 
 
 def test_bench_speed_measures_each_task_and_names_a_bad_one(capsys):

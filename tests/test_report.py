@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -223,3 +224,31 @@ def test_a_report_of_an_unfinished_study_says_interim_in_its_title(tmp_path):
     write_study(tmp_path / "finished", {"none": [100.0, 110.0], "bn": [10.0, 20.0]})
     md_path, _ = write_report(load_results(tmp_path / "finished"), tmp_path / "report")
     assert md_path.read_text().splitlines()[0] == "# rlnorm report: finished"
+
+
+def write_bench(root, times: dict[str, dict[str, list[float]]]):
+    record = {"command": "rlnorm bench --repeats 10", "hardware": "test machine",
+              "training_time_s": {task: {"timesteps": 1000, "times": t} for task, t in times.items()}}
+    (root / "bench.json").write_text(json.dumps(record))
+
+
+def test_a_bench_record_decides_the_cost_claim_instead_of_the_study_runs(tmp_path):
+    # The study runs say wn is slower (a busy machine); the bench's paired repeats say it is faster.
+    for variant, wall in (("bn", 10.0), ("wn", 20.0)):
+        for seed, offset in enumerate(TEN):
+            write_run(tmp_path, variant, seed, curve_to(300 + offset), norm=variant, wall_time_s=wall + offset / 100)
+    repeats = np.linspace(0.0, 0.1, 10)
+    write_bench(tmp_path, {"ppo/CartPole-v1": {"wn": list(10 + repeats), "bn": list(11 + repeats)},
+                           "sac/Pendulum-v1": {"wn": list(20 + repeats), "bn": list(20.005 + repeats)}})
+    analysis = analyze(load_results(tmp_path))
+    assert verdict(analysis, "4", "ppo/CartPole-v1").verdict == SUPPORTED
+    assert "paired repeats of `rlnorm bench`" in verdict(analysis, "4", "ppo/CartPole-v1").note
+    assert verdict(analysis, "4", "sac/Pendulum-v1").verdict == INCONCLUSIVE  # overlapping times
+    overall = verdict(analysis, "4", "all tasks")
+    assert overall.comparisons[0].task is None and not math.isnan(overall.comparisons[0].p_adjusted)
+    md_path, _ = write_report(load_results(tmp_path), tmp_path / "report")
+    assert "compute cost (claim 4): `rlnorm bench --repeats 10` (bench.json), on test machine" in md_path.read_text()
+
+    write_bench(tmp_path, {"ppo/CartPole-v1": {"none": [1.0, 2.0]}})
+    missing = verdict(analyze(load_results(tmp_path)), "4", "all tasks")
+    assert missing.verdict == "not measured" and "no training times of wn and bn" in missing.note
