@@ -20,10 +20,11 @@ from rlnorm.agents import load_agent
 from rlnorm.config import ALGORITHMS
 from rlnorm.norms import validate_norm
 from rlnorm.policies import use_fast_optimizers
+from rlnorm.results import BENCH_REFERENCE
 from rlnorm.run import hardware, versions, write_json
 
 CORE_NORMS = ("none", "bn", "mobn", "wn", "wn+mobn", "ln")
-PLAIN = "MlpPolicy"
+PLAIN = BENCH_REFERENCE
 #: SB3's MlpPolicy with the optimizer implementation the normalized policies use: the reference that
 #: isolates the norms' own cost from the optimizer's.
 PLAIN_FAST = "MlpPolicy+fused"

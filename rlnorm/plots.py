@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from rlnorm import stats as st  # noqa: E402
 from rlnorm.results import (  # noqa: E402
+    BENCH_REFERENCE,
     DEFAULT_NORM_MODE,
     DONE,
     FAILED,
@@ -83,6 +84,8 @@ CAPTIONS = {
     "improvement": "Probability of improvement P(row > column) of the final return, over pairs of finished runs.",
     "compute_cost": "Training wall time of each run (evaluation excluded; points) and the variant's mean (bar). "
     "Runs share the machine, so use `rlnorm bench` for precise ratios.",
+    "bench_cost": "Training throughput relative to SB3's MlpPolicy in the bench record (`rlnorm bench --out`): "
+    "one point per paired repeat, the median as the bar; 1 = as fast as plain SB3.",
     "probe_noise": "Minibatch noise at the networks' outputs over training (DESIGN §5), mean over runs; "
     "line style per network.",
     "probe_gap": "Train/eval gap at the networks' outputs over training, mean over runs; line style per network.",
@@ -112,6 +115,7 @@ def plot_study(results: Results, out_dir: str | Path) -> list[Path]:
         "dispersion": plot_dispersion,
         "improvement": plot_improvement,
         "compute_cost": plot_compute_cost,
+        "bench_cost": plot_bench_cost,
         "probe_noise": lambda r, c: plot_series(r, c, _probe_series("noise"), "minibatch noise"),
         "probe_gap": lambda r, c: plot_series(r, c, _probe_series("gap"), "train/eval gap"),
         "mode_mismatch": lambda r, c: plot_series(r, c, _mismatch_series, "|r - 1| at first minibatch"),
@@ -406,6 +410,37 @@ def plot_compute_cost(results: Results, colors: dict[str, str]) -> Figure | None
             ax.scatter(np.full(times.size, x), times, s=12, color=colors[group.variant], zorder=3)
         _category_axis(ax, [group.variant for group in groups])
         ax.set(title=_title(task), ylabel="training time per run (s)")
+    return figure
+
+
+def plot_bench_cost(results: Results, colors: dict[str, str]) -> Figure | None:
+    """
+    Training throughput of each variant relative to SB3's ``MlpPolicy``, per task of the bench record.
+
+    :param results: the study's results (its bench record)
+    :param colors: variant -> colour (a norm's colour, grey for plain SB3)
+    :return: the figure, None without a bench record that timed the reference
+    """
+    timed = {
+        task: record
+        for task, record in (results.bench or {}).get("training_time_s", {}).items()
+        if BENCH_REFERENCE in record["times"]
+    }
+    if not timed:
+        return None
+    figure, axes = _panels(list(timed))
+    for ax, (task, record) in zip(axes, timed.items(), strict=False):
+        times = {name: np.asarray(values, float) for name, values in record["times"].items()}
+        reference = times.pop(BENCH_REFERENCE)
+        for x, (name, values) in enumerate(times.items()):
+            ratios = reference / values  # paired: the same repeat's reference
+            color = colors.get(name) or NORM_COLORS.get(name, EXTRA_COLORS[0])
+            ax.bar(x, np.median(ratios), color=color, alpha=0.35, width=0.6)
+            ax.scatter(np.full(ratios.size, x), ratios, s=12, color=color, zorder=3)
+        ax.axhline(1.0, color="black", lw=0.6, ls=":")
+        _category_axis(ax, list(times))
+        algo, env_id = task.split("/", 1)
+        ax.set(title=f"{_title((algo, env_id))}, {record['timesteps']} steps", ylabel=f"throughput / {BENCH_REFERENCE}")
     return figure
 
 

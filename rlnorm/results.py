@@ -41,6 +41,8 @@ NORM_MODES = ("sb3", "consistent", "frozen", "fixed")
 DEFAULT_NORM_MODE = NORM_MODES[0]
 BENCH_RECORD = "bench.json"
 """``rlnorm bench --out``'s record of paired training times, read from a results directory for claim 4."""
+BENCH_REFERENCE = "MlpPolicy"
+"""What the bench's throughputs are relative to: SB3's own policy."""
 FINAL_POINTS = 3
 """Evaluation points averaged into the final return (DESIGN §6)."""
 OUTPUT_LAYER = "output"

@@ -3,12 +3,13 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from test_results import curve_to, write_run, write_study
+from test_results import curve_to, write_bench, write_run, write_study
 
 from rlnorm.plots import (
     NORM_COLORS,
     STYLE,
     mean_over_runs,
+    plot_bench_cost,
     plot_learning_curves,
     plot_mechanism_curves,
     plot_study,
@@ -23,6 +24,7 @@ ALL_FIGURES = {
     "dispersion",
     "improvement",
     "compute_cost",
+    "bench_cost",
     "probe_noise",
     "probe_gap",
     "mode_mismatch",
@@ -51,6 +53,7 @@ def write_full_study(root):
                 )
         write_run(root, "bn", 3, [0.0, 20.0, 5.0], algo=algo, env_id=env, status=FAILED)
         write_run(root, "none", 3, [0.0, 50.0], algo=algo, env_id=env, status=RUNNING)
+    write_bench(root, {"ppo/CartPole-v1": {"MlpPolicy": [1.0, 1.1], "none": [1.1, 1.2], "bn": [1.3, 1.2]}})
 
 
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):
@@ -74,6 +77,19 @@ def test_figures_without_data_are_left_out(tmp_path):
         "improvement",
         "compute_cost",
     }
+
+
+def test_bench_cost_shows_throughputs_paired_by_repeat(tmp_path):
+    write_study(tmp_path, {"none": [1.0, 2.0], "wn": [3.0, 4.0]})
+    # Repeat 2 ran on a slower machine phase: paired ratios are 2 and 0.5, unpaired medians would say 0.67.
+    write_bench(tmp_path, {"sac/Pendulum-v1": {"MlpPolicy": [10.0, 20.0], "MlpPolicy+fused": [10.0, 20.0],
+                                               "wn": [5.0, 40.0]}})
+    results = load_results(tmp_path)
+    figure = plot_bench_cost(results, variant_colors(results))
+    bars = [patch.get_height() for patch in figure.axes[0].patches]
+    assert bars == pytest.approx([1.0, 1.25])
+    assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["MlpPolicy+fused", "wn"]
+    plt.close(figure)
 
 
 def test_one_variant_has_no_improvement_matrix(tmp_path):

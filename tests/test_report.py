@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from test_results import curve_to, write_run, write_study
+from test_results import curve_to, write_bench, write_run, write_study
 
 from rlnorm.report import (
     CONTRADICTED,
@@ -224,12 +224,6 @@ def test_a_report_of_an_unfinished_study_says_interim_in_its_title(tmp_path):
     write_study(tmp_path / "finished", {"none": [100.0, 110.0], "bn": [10.0, 20.0]})
     md_path, _ = write_report(load_results(tmp_path / "finished"), tmp_path / "report")
     assert md_path.read_text().splitlines()[0] == "# rlnorm report: finished"
-
-
-def write_bench(root, times: dict[str, dict[str, list[float]]]):
-    record = {"command": "rlnorm bench --repeats 10", "hardware": "test machine",
-              "training_time_s": {task: {"timesteps": 1000, "times": t} for task, t in times.items()}}
-    (root / "bench.json").write_text(json.dumps(record))
 
 
 def test_a_bench_record_decides_the_cost_claim_instead_of_the_study_runs(tmp_path):

@@ -260,3 +260,13 @@ def test_study_order_and_pending_runs(tmp_path):
 def test_reading_results_never_imports_torch():
     code = "import rlnorm.report, rlnorm.plots, rlnorm.results, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def write_bench(root, times: dict[str, dict[str, list[float]]]):
+    """A bench record (``rlnorm bench --out``) of the given training times per task, in ``root``."""
+    record = {
+        "command": "rlnorm bench --repeats 10",
+        "hardware": "test machine",
+        "training_time_s": {task: {"timesteps": 1000, "times": t} for task, t in times.items()},
+    }
+    (root / "bench.json").write_text(json.dumps(record))
