@@ -82,7 +82,7 @@ CAPTIONS = {
     "dispersion": "Level and dispersion side by side: final IQM, across-seed standard deviation of the final "
     "return, and within-run dispersion (IQR of the curve's slopes / range), each with a 95 % bootstrap CI.",
     "improvement": "Probability of improvement P(row > column) of the final return, over pairs of finished runs.",
-    "compute_cost": "Training wall time of each run (evaluation excluded; points) and the variant's mean (bar). "
+    "compute_cost": "Training wall time of each run (evaluation excluded; points) and the variant's median (bar). "
     "Runs share the machine, so use `rlnorm bench` for precise ratios.",
     "bench_cost": "Training throughput relative to SB3's MlpPolicy in the bench record (`rlnorm bench --out`): "
     "one point per paired repeat, the median as the bar; 1 = as fast as plain SB3.",
@@ -393,7 +393,7 @@ def _probability(x: Group, y: Group) -> float:
 
 def plot_compute_cost(results: Results, colors: dict[str, str]) -> Figure | None:
     """
-    Training wall time per run (points) and per variant (bar: the mean), per task.
+    Training wall time per run (points) and per variant (bar: the median), per task.
 
     :param results: the study's results
     :param colors: variant -> colour
@@ -406,7 +406,8 @@ def plot_compute_cost(results: Results, colors: dict[str, str]) -> Figure | None
         groups = results.groups_of(task)
         for x, group in enumerate(groups):
             times = group.values(lambda run: run.train_time_s)
-            ax.bar(x, group.train_time_s.value, color=colors[group.variant], alpha=0.35, width=0.6)
+            # The median: a run slowed by other load on the machine moves its point, not the bar.
+            ax.bar(x, np.median(times) if times.size else np.nan, color=colors[group.variant], alpha=0.35, width=0.6)
             ax.scatter(np.full(times.size, x), times, s=12, color=colors[group.variant], zorder=3)
         _category_axis(ax, [group.variant for group in groups])
         ax.set(title=_title(task), ylabel="training time per run (s)")
