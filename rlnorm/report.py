@@ -212,7 +212,7 @@ def compare_values(
         overlapping = {t: v for t, v in values.items() if _overlap(*v)}
         if not overlapping:
             empty.blocked = "final returns do not overlap: spreads of different levels are not compared"
-            empty.detail = _detail(quantity, values)
+            empty.detail = _detail(quantity, values, task)
             return empty
         values = overlapping
         scores = [(_deviations(x), _deviations(y)) for x, y in values.values()]
@@ -226,7 +226,7 @@ def compare_values(
         pvalue = st.brown_forsythe(*values[task]).pvalue
     else:
         pvalue = st.mann_whitney(*values[task]).pvalue
-    return Comparison(quantity, x_name, y_name, task, expected, probability, pvalue, _detail(quantity, values))
+    return Comparison(quantity, x_name, y_name, task, expected, probability, pvalue, _detail(quantity, values, task))
 
 
 def _names(pairs: dict[Task, tuple[Group, Group]]) -> tuple[str, str]:
@@ -240,9 +240,11 @@ def _overlap(x: np.ndarray, y: np.ndarray) -> bool:
     return bool(x.max() >= y.min() and y.max() >= x.min())
 
 
-def _detail(quantity: Quantity, values: dict[Task, tuple[np.ndarray, np.ndarray]]) -> str:
+def _detail(quantity: Quantity, values: dict[Task, tuple[np.ndarray, np.ndarray]], task: Task | None) -> str:
     if len(values) > 1:
         return f"over {len(values)} tasks"
+    if task is None:  # pooled, but only one task qualified: say which
+        return f"{'/'.join(next(iter(values)))} only: {_detail(quantity, values, next(iter(values)))}"
     x, y = next(iter(values.values()))
     if quantity.kind == "spread":
         return f"std {_fmt(st.sample_std(x))} vs {_fmt(st.sample_std(y))}"
@@ -744,6 +746,21 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     return headers, rows
 
 
+def verdict_matrix(verdicts: list[Verdict]) -> Table:
+    """:param verdicts: claim or mechanism verdicts
+    :return: the verdicts at a glance: one row per scope, one column per claim"""
+    scopes = list(dict.fromkeys(v.scope for v in verdicts))
+    claims = list(dict.fromkeys((v.claim, v.statement.split(":")[0]) for v in verdicts))
+    cell = {(v.claim, v.scope): v.verdict for v in verdicts}
+    headers = ["scope", *(f"{number}. {statement}" if number.isdigit() else statement for number, statement in claims)]
+    rows = [[scope, *(_bold_if_decided(cell.get((number, scope), "")) for number, _ in claims)] for scope in scopes]
+    return headers, rows
+
+
+def _bold_if_decided(verdict: str) -> str:
+    return f"**{verdict}**" if verdict in (SUPPORTED, CONTRADICTED) else verdict
+
+
 def markdown_table(table: Table) -> str:
     """:param table: headers and rows
     :return: a Markdown pipe table, columns padded so it also reads as plain text"""
@@ -858,6 +875,7 @@ def _ladder_blocks(ladders: list[Ladder]) -> list[Block]:
             "Each step compares the final return of the later rung (X) with the earlier one (Y).",
         ),
     ]
+    blocks.append(("table", verdict_matrix([v for ladder in ladders for v in ladder.verdicts])))
     for ladder in ladders:
         blocks += [
             ("h3", f"{'/'.join(ladder.task)}: {ladder.norm}"),
@@ -892,6 +910,7 @@ def report_blocks(results: Results, figures: list[Path]) -> list[Block]:
             f"this report) is below {ALPHA} and the 95 % CI of P(X > Y) excludes 1/2; otherwise inconclusive. "
             "With few seeds per variant, inconclusive is the expected answer.",
         ),
+        ("table", verdict_matrix(analysis.verdicts)),
         ("table", verdict_table(analysis.verdicts)),
     ]
     if comparisons:

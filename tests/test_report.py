@@ -15,6 +15,7 @@ from rlnorm.report import (
     SUPPORTED,
     analysis_tables,
     analyze,
+    verdict_matrix,
     write_report,
 )
 from rlnorm.results import FAILED, RUNNING, load_results
@@ -40,6 +41,9 @@ def test_bn_clearly_below_none_supports_claim_1(tmp_path):
     # Levels 400 apart never overlap: the spreads are not compared (DESIGN §7).
     assert spread.blocked.startswith("final returns do not overlap")
     assert "IQM 100 vs 500, difference -400" in level.detail
+    headers, rows = verdict_matrix(analysis.verdicts)
+    assert headers[:2] == ["scope", "1. BN hurts RL"] and rows[0][:2] == [TASK, "**supported**"]
+    assert rows[0][headers.index("3. Mean-only BN's noise is milder than BN's (probe)")] == "not measured"
 
 
 def test_bn_clearly_above_none_contradicts_claim_1(tmp_path):
@@ -86,6 +90,14 @@ def test_overall_verdict_pools_tasks_and_holm_corrects_one_family(tmp_path):
     assert len(made) == 3
     smallest = min(made, key=lambda c: c.pvalue)
     assert smallest.p_adjusted == pytest.approx(3 * smallest.pvalue)
+
+
+def test_a_pooled_comparison_that_only_one_task_qualifies_for_names_it(tmp_path):
+    # Spreads are compared where levels overlap: on CartPole (same level) but not on Acrobot.
+    write_study(tmp_path, {"none": list(300 + TEN), "bn": list(300 + 3 * TEN)}, env_id="CartPole-v1")
+    write_study(tmp_path, {"none": list(500 + TEN), "bn": list(100 + TEN)}, env_id="Acrobot-v1")
+    spread = verdict(analyze(load_results(tmp_path)), "1", "all tasks").comparisons[1]
+    assert spread.task is None and spread.detail.startswith("ppo/CartPole-v1 only: std ")
 
 
 def test_probe_and_cost_claims(tmp_path):
