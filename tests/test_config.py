@@ -80,8 +80,9 @@ def test_claim_config_is_the_reference_grid():
     }
     # the mechanism ladder (issue 6) on PPO and DQN CartPole and SAC Pendulum, and CrossQ beside SAC
     for algo, env_id, n_seeds in (("ppo", "CartPole-v1", 10), ("dqn", "CartPole-v1", 10), ("sac", "Pendulum-v1", 5)):
-        for mode in ("consistent", "frozen", "fixed"):
-            assert len(cells[algo, env_id, f"bn-{mode}"]) == n_seeds
+        for norm in ("bn", "mobn", "wn+mobn"):
+            for mode in ("consistent", "frozen", "fixed"):
+                assert len(cells[algo, env_id, f"{norm}-{mode}"]) == n_seeds
     assert len(cells["ppo", "CartPole-v1", "mobn-frozen-m0"]) == 10
     assert len(cells["crossq", "Pendulum-v1", "crossq"]) == 5
 
