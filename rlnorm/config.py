@@ -238,6 +238,7 @@ class StudyConfig:
     :param tensorboard: whether runs write TensorBoard logs
     :param executor: ``local`` or ``ray``
     :param workers: runs at the same time (None: the executor's default)
+    :param source: the config file it was read from ("" when given as data)
     """
 
     name: str
@@ -247,6 +248,7 @@ class StudyConfig:
     tensorboard: bool = False
     executor: str = "local"
     workers: int | None = None
+    source: str = ""
 
     def runs(self) -> list[RunSpec]:
         """Expand the grid seed by seed (the i-th seed of every task, then the next), so that an interrupted
@@ -296,12 +298,12 @@ def parse_study(raw: Any, default_name: str, source: str) -> StudyConfig:
 
     :param raw: the config mapping
     :param default_name: study name if the config has none
-    :param source: where the config comes from, to prefix error messages
+    :param source: where the config comes from (kept in the config), to prefix error messages
     :return: the checked config
     :raises ConfigError: on any unusable value, naming it
     """
     try:
-        return _parse_study(raw, default_name)
+        return dataclasses.replace(_parse_study(raw, default_name), source=source)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}" if source else str(error)) from None
 

@@ -885,12 +885,13 @@ def _ladder_blocks(ladders: list[Ladder]) -> list[Block]:
     return blocks
 
 
-def report_blocks(results: Results, figures: list[Path]) -> list[Block]:
+def report_blocks(results: Results, figures: list[Path], out_dir: Path | None = None) -> list[Block]:
     """
     The report's content, in order, whatever its format.
 
     :param results: the results
     :param figures: PNG files to show
+    :param out_dir: where the report is written, for the command that regenerates it
     :return: the blocks
     """
     analysis = analyze(results)
@@ -902,6 +903,11 @@ def report_blocks(results: Results, figures: list[Path]) -> list[Block]:
     if results.notes:
         blocks += [("h2", "Notes"), ("list", *results.notes)]
     blocks += setup_blocks(results)
+    if out_dir is not None:
+        config = (results.study or {}).get("source")
+        runs = f"the runs with `rlnorm study {config}` (it keeps finished runs), " if config else ""
+        command = f"rlnorm report {results.path} --out {out_dir}"
+        blocks.append(("p", f"To regenerate: {runs}this report, its figures and runs.csv with `{command}`."))
     blocks += [
         ("h2", "Verdicts (DESIGN §7)"),
         (
@@ -1040,7 +1046,7 @@ def write_report(results: Results, out_dir: str | Path) -> tuple[Path, Path]:
     """
     out_dir = Path(out_dir)
     figures = [path for path in plot_study(results, out_dir / "figures") if path.suffix == ".png"]
-    blocks = report_blocks(results, figures)
+    blocks = report_blocks(results, figures, out_dir)
     write_run_summary(results, out_dir / "runs.csv")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(to_markdown(blocks, out_dir))

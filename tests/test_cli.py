@@ -29,6 +29,11 @@ def test_plot_and_report_write_their_files(smoke_results, tmp_path, capsys):
     assert main(["report", str(smoke_results), "--out", str(tmp_path / "report")]) == 0
     html = (tmp_path / "report" / "report.html").read_text()
     assert "data:image/png;base64" in html and "verdict" in html.lower()
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        f"To regenerate: the runs with `rlnorm study configs/smoke.yaml` (it keeps finished runs), this report, "
+        f"its figures and runs.csv with `rlnorm report {smoke_results} --out {tmp_path / 'report'}`." in markdown
+    )
 
 
 def test_probe_on_a_saved_model(smoke_results, capsys):
