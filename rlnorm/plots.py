@@ -45,6 +45,8 @@ WIDTH_IN = 7.0
 """A two-column paper's text width."""
 PANEL_HEIGHT_IN = 2.2
 MAX_COLUMNS = 3
+MAX_CATEGORIES = 8
+"""Labelled categories a panel a third of the page wide holds (rotated labels of up to ~15 characters)."""
 STYLE = {
     "font.size": 8,
     "axes.titlesize": 8,
@@ -78,10 +80,12 @@ CAPTIONS = {
     "learning_curves": "Evaluation return over training: IQM of the finished runs with its 95 % bootstrap CI; "
     "thin lines are failed (ending in x) or unfinished runs.",
     "final_returns": "Final return (mean of the last 3 evaluations) of every finished run (points), with the IQM "
-    "and its 95 % CI (bar); under each variant, its runs by status.",
-    "dispersion": "Level and dispersion side by side: final IQM, across-seed standard deviation of the final "
-    "return, and within-run dispersion (IQR of the curve's slopes / range), each with a 95 % bootstrap CI.",
-    "improvement": "Probability of improvement P(row > column) of the final return, over pairs of finished runs.",
+    "and its 95 % CI (diamond); under a variant with unfinished or failed runs, its runs by status.",
+    "dispersion": "Level and dispersion side by side, per norm (SB3 mode, default options): final IQM, across-seed "
+    "standard deviation of the final return, and within-run dispersion (IQR of the curve's slopes / range), each "
+    "with a 95 % bootstrap CI.",
+    "improvement": "Probability of improvement P(row > column) of the final return between the norms (SB3 mode, "
+    "default options), over pairs of finished runs; the mechanism ladder compares the other variants.",
     "compute_cost": "Training wall time of each run (evaluation excluded; points) and the variant's median (bar). "
     "Runs share the machine, so use `rlnorm bench` for precise ratios.",
     "bench_cost": "Training throughput relative to SB3's MlpPolicy in the bench record (`rlnorm bench --out`): "
@@ -197,10 +201,11 @@ def _legend(figure: Figure, colors: dict[str, str], variants: list[str], extra: 
 # ----------------------------------------------------------------------------------------------- layout
 
 
-def _panels(tasks: Sequence[object], columns: int | None = None) -> tuple[Figure, list[Axes]]:
-    """A figure with one panel per task or other item (or per item x column when ``columns`` is given)."""
+def _panels(tasks: Sequence[object], columns: int | None = None, categories: int = 0) -> tuple[Figure, list[Axes]]:
+    """A figure with one panel per task or other item (or per item x column when ``columns`` is given);
+    panels with more than :data:`MAX_CATEGORIES` categories on their x axis take the full width."""
     if columns is None:
-        ncols = min(len(tasks), MAX_COLUMNS)
+        ncols = 1 if categories > MAX_CATEGORIES else min(len(tasks), MAX_COLUMNS)
         nrows = math.ceil(len(tasks) / ncols)
     else:
         ncols, nrows = columns, len(tasks)
@@ -219,6 +224,7 @@ def _title(task: tuple[str, str]) -> str:
 
 def _category_axis(ax: Axes, labels: list[str]) -> None:
     ax.set_xticks(range(len(labels)), labels, rotation=30 if max(map(len, labels)) > 6 else 0, ha="right")
+    ax.set_xlim(-0.5, len(labels) - 0.5)  # a lone category keeps its width
 
 
 def _errorbar(ax: Axes, x: float, estimate: st.Estimate, color: str, marker: str = "o") -> None:
@@ -295,8 +301,14 @@ def _curve_panels(results: Results, colors: dict[str, str], panels: list[tuple[s
 
 
 def _status_label(group: Group) -> str:
+    if group.count(DONE) == len(group.runs):
+        return group.variant
     counts = [f"{group.count(status)} {status}" for status in (DONE, FAILED, RUNNING) if group.count(status)]
     return group.variant + "\n" + ", ".join(counts)
+
+
+def _most_groups(results: Results) -> int:
+    return max(len(results.groups_of(task)) for task in results.tasks)
 
 
 def plot_final_returns(results: Results, colors: dict[str, str]) -> Figure:
@@ -307,7 +319,7 @@ def plot_final_returns(results: Results, colors: dict[str, str]) -> Figure:
     :param colors: variant -> colour
     :return: the figure
     """
-    figure, axes = _panels(results.tasks)
+    figure, axes = _panels(results.tasks, categories=_most_groups(results))
     jitter = np.random.default_rng(0)
     for ax, task in zip(axes, results.tasks, strict=False):
         groups = results.groups_of(task)
@@ -331,7 +343,8 @@ DISPERSION_COLUMNS = (
 def plot_dispersion(results: Results, colors: dict[str, str]) -> Figure:
     """
     Per task, three panels side by side: the level (final IQM), the across-seed standard deviation and
-    the within-run dispersion, each per variant with its CI (DESIGN §7: never variance alone).
+    the within-run dispersion, each per core variant (:func:`is_core`) with its CI (DESIGN §7: never
+    variance alone).
 
     :param results: the study's results
     :param colors: variant -> colour
@@ -339,39 +352,40 @@ def plot_dispersion(results: Results, colors: dict[str, str]) -> Figure:
     """
     figure, axes = _panels(results.tasks, columns=len(DISPERSION_COLUMNS))
     for row, task in enumerate(results.tasks):
-        groups = results.groups_of(task)
+        groups = [group for group in results.groups_of(task) if is_core(group)]
         for column, (label, estimate) in enumerate(DISPERSION_COLUMNS):
             ax = axes[row * len(DISPERSION_COLUMNS) + column]
             for x, group in enumerate(groups):
                 _errorbar(ax, x, estimate(group), colors[group.variant])
             _category_axis(ax, [group.variant for group in groups])
-            ax.set_xlim(-0.5, len(groups) - 0.5)
             ax.set(title=f"{_title(task)}: {label}" if column == 0 else label)
     return figure
 
 
 def plot_improvement(results: Results, colors: dict[str, str]) -> Figure | None:
     """
-    Probability-of-improvement matrix per task: P(final of a row variant's run > a column variant's run).
+    Probability-of-improvement matrix per task, between its core variants (:func:`is_core`; the mechanism
+    ladder compares the others): P(final of a row variant's run > a column variant's run).
 
     :param results: the study's results
     :param colors: variant -> colour (the tick labels take them)
     :return: the figure, None when no task has two variants with finished runs
     """
-    tasks = [task for task in results.tasks if sum(g.finals().size > 0 for g in results.groups_of(task)) > 1]
+    compared = {task: [g for g in results.groups_of(task) if is_core(g) and g.finals().size] for task in results.tasks}
+    tasks = [task for task, groups in compared.items() if len(groups) > 1]
     if not tasks:
         return None
     figure, axes = _panels(tasks)
     image = None
     for ax, task in zip(axes, tasks, strict=False):
-        groups = [group for group in results.groups_of(task) if group.finals().size]
+        groups = compared[task]
         matrix = np.array([[_probability(row, column) for column in groups] for row in groups])
         image = ax.imshow(matrix, cmap="RdBu", vmin=0, vmax=1)
         for (i, j), value in np.ndenumerate(matrix):
             if i != j:
                 # White on the dark ends of the colour map, black in its light middle.
                 color = "white" if abs(value - 0.5) > 0.3 else "black"
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=color)
         names = [group.variant for group in groups]
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(names)), names)
@@ -401,7 +415,7 @@ def plot_compute_cost(results: Results, colors: dict[str, str]) -> Figure | None
     """
     if not any(group.finished for group in results.groups):
         return None
-    figure, axes = _panels(results.tasks)
+    figure, axes = _panels(results.tasks, categories=_most_groups(results))
     for ax, task in zip(axes, results.tasks, strict=False):
         groups = results.groups_of(task)
         for x, group in enumerate(groups):

@@ -10,6 +10,8 @@ from rlnorm.plots import (
     STYLE,
     mean_over_runs,
     plot_bench_cost,
+    plot_final_returns,
+    plot_improvement,
     plot_learning_curves,
     plot_mechanism_curves,
     plot_study,
@@ -90,6 +92,23 @@ def test_bench_cost_shows_throughputs_paired_by_repeat(tmp_path):
     assert bars == pytest.approx([1.0, 1.25])
     assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["MlpPolicy+fused", "wn"]
     plt.close(figure)
+
+
+def test_many_variants_get_a_full_width_panel_and_only_norms_get_the_improvement_matrix(tmp_path):
+    write_full_study(tmp_path)
+    results = load_results(tmp_path)
+    colors = variant_colors(results)
+    matrix = plot_improvement(results, colors)
+    assert [label.get_text() for label in matrix.axes[0].get_yticklabels()] == ["none", "bn"]  # not bn-frozen
+    assert plot_final_returns(results, colors).axes[0].get_subplotspec().get_gridspec().ncols == 2
+    for seed in range(2):  # a momentum sweep: 9 variants on one task
+        for momentum in (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001):
+            write_run(tmp_path, f"bn-m{momentum}", seed, curve_to(100.0), norm="bn", norm_kwargs={"momentum": momentum})
+    swept = load_results(tmp_path)
+    wide = plot_final_returns(swept, variant_colors(swept))
+    assert wide.axes[0].get_subplotspec().get_gridspec().ncols == 1
+    for figure in (matrix, wide):
+        plt.close(figure)
 
 
 def test_one_variant_has_no_improvement_matrix(tmp_path):
