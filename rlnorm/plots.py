@@ -261,8 +261,9 @@ def plot_learning_curves(results: Results, colors: dict[str, str]) -> Figure:
 
 def plot_mechanism_curves(results: Results, colors: dict[str, str]) -> Figure | None:
     """
-    Learning curves of the variants that are not core (other norm modes, option sweeps), one panel per
-    task and norm, beside none's curve on that task.
+    Learning curves of the variants that are not core, beside none's curve on their task: per task and
+    norm, one panel of its modes (default options), and one of its option sweeps beside the same mode
+    with default options.
 
     :param results: the study's results
     :param colors: variant -> colour
@@ -273,7 +274,14 @@ def plot_mechanism_curves(results: Results, colors: dict[str, str]) -> Figure | 
         groups = results.groups_of(task)
         baseline = [g for g in groups if g.variant == "none"]
         for norm in dict.fromkeys(g.norm for g in groups if not is_core(g)):
-            panels.append((f"{_title(task)}: {norm}", baseline + [g for g in groups if g.norm == norm]))
+            modes = [g for g in groups if g.norm == norm and not g.norm_kwargs]
+            swept = [g for g in groups if g.norm == norm and g.norm_kwargs]
+            if len(modes) > 1:
+                panels.append((f"{_title(task)}: {norm}", baseline + modes))
+            if swept:
+                options = ", ".join(sorted({key for g in swept for key in g.norm_kwargs}))
+                defaults = [g for g in modes if g.norm_mode in {s.norm_mode for s in swept}]
+                panels.append((f"{_title(task)}: {norm}, {options}", baseline + defaults + swept))
     return _curve_panels(results, colors, panels) if panels else None
 
 

@@ -3,6 +3,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 from test_results import curve_to, write_bench, write_run, write_study
 
 from rlnorm.plots import (
@@ -148,6 +149,28 @@ def test_mechanism_variants_get_their_own_curves_beside_none(tmp_path):
     plt.close("all")
     write_study(tmp_path / "core", {"none": [1.0, 2.0], "bn": [3.0, 4.0]})
     assert plot_mechanism_curves(load_results(tmp_path / "core"), colors) is None
+
+
+def test_an_option_sweep_gets_its_own_panel_beside_its_mode_with_default_options(tmp_path):
+    write_full_study(tmp_path)
+    for seed in range(2):
+        write_run(tmp_path, "bn-frozen-m0", seed, curve_to(400.0), norm="bn", norm_mode="frozen",
+                  norm_kwargs={"momentum": 0.0})
+    results = load_results(tmp_path)
+    colors = variant_colors(results)
+    with plt.rc_context(STYLE):
+        figure = plot_mechanism_curves(results, colors)
+    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_visible()}
+    titles = list(panels)
+    assert titles[titles.index("PPO CartPole-v1: bn") + 1] == "PPO CartPole-v1: bn, momentum"
+
+    def variants_drawn(title: str) -> set[str]:
+        drawn = {to_hex(line.get_color()) for line in panels[title].get_lines()}
+        return {variant for variant, color in colors.items() if color in drawn}
+
+    assert variants_drawn("PPO CartPole-v1: bn") == {"none", "bn", "bn-frozen"}
+    assert variants_drawn("PPO CartPole-v1: bn, momentum") == {"none", "bn-frozen", "bn-frozen-m0"}
+    plt.close(figure)
 
 
 def test_many_variants_of_one_norm_get_distinct_colours(tmp_path):
