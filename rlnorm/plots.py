@@ -90,9 +90,11 @@ CAPTIONS = {
     "Runs share the machine, so use `rlnorm bench` for precise ratios.",
     "bench_cost": "Training throughput relative to SB3's MlpPolicy in the bench record (`rlnorm bench --out`): "
     "one point per paired repeat, the median as the bar; 1 = as fast as plain SB3.",
-    "probe_noise": "Minibatch noise at the networks' outputs over training (DESIGN §5), mean over runs; "
-    "line style per network.",
-    "probe_gap": "Train/eval gap at the networks' outputs over training, mean over runs; line style per network.",
+    "probe_noise": "Minibatch noise at the networks' outputs over training (DESIGN §5), per norm (SB3 mode, "
+    "default options), mean over runs; line style per network; symmetric log scale where values span orders of "
+    "magnitude.",
+    "probe_gap": "Train/eval gap at the networks' outputs over training, per norm (SB3 mode, default options), "
+    "mean over runs; line style per network.",
     "mode_mismatch": "PPO/A2C mode mismatch: |r - 1| of the probability ratio at the first minibatch of each "
     "update, before any step; mean (solid) and max (dashed), averaged over runs.",
     "statistics_drift": "Relative change of the running statistics between evaluation points, mean over runs; "
@@ -120,8 +122,8 @@ def plot_study(results: Results, out_dir: str | Path) -> list[Path]:
         "improvement": plot_improvement,
         "compute_cost": plot_compute_cost,
         "bench_cost": plot_bench_cost,
-        "probe_noise": lambda r, c: plot_series(r, c, _probe_series("noise"), "minibatch noise"),
-        "probe_gap": lambda r, c: plot_series(r, c, _probe_series("gap"), "train/eval gap"),
+        "probe_noise": lambda r, c: plot_series(r, c, _probe_series("noise"), "minibatch noise", core_only=True),
+        "probe_gap": lambda r, c: plot_series(r, c, _probe_series("gap"), "train/eval gap", core_only=True),
         "mode_mismatch": lambda r, c: plot_series(r, c, _mismatch_series, "|r - 1| at first minibatch"),
         "statistics_drift": lambda r, c: plot_series(r, c, _drift_series, "running-statistics drift"),
     }
@@ -500,6 +502,14 @@ def _drift_series(run: Run) -> dict[str, Series]:
     return _by_network(list(run.drift), attrgetter("drift"))
 
 
+def _scale_to_spread(ax: Axes, values: np.ndarray) -> None:
+    """Symmetric log scale when the non-zero values span more than two orders of magnitude (zeros stay
+    visible on it, unlike on a log scale)."""
+    magnitudes = np.abs(values[np.isfinite(values) & (values != 0)])
+    if magnitudes.size and magnitudes.max() > 100 * magnitudes.min():
+        ax.set_yscale("symlog", linthresh=10 ** np.floor(np.log10(magnitudes.min())))
+
+
 def mean_over_runs(curves: list[Series]) -> Series:
     """
     Average curves logged by several runs at each step, over the runs that have that step (a run still
@@ -516,24 +526,30 @@ def mean_over_runs(curves: list[Series]) -> Series:
     return Series(np.array(steps), np.array([np.mean(by_step[step]) for step in steps]))
 
 
-def plot_series(results: Results, colors: dict[str, str], series_of: SeriesOf, ylabel: str) -> Figure | None:
+def plot_series(
+    results: Results, colors: dict[str, str], series_of: SeriesOf, ylabel: str, core_only: bool = False
+) -> Figure | None:
     """
     A quantity logged over training, per task with data: one line per variant and label, averaged over
-    the variant's runs; colour by variant, line style by label.
+    the variant's runs; colour by variant, line style by label. Values spanning more than two orders of
+    magnitude get a symmetric log scale, so that small ones are not flattened to zero.
 
     :param results: the study's results
     :param colors: variant -> colour
     :param series_of: the curves of one run, by label
     :param ylabel: what the quantity is
+    :param core_only: draw only the core variants (:func:`is_core`)
     :return: the figure, None when no run logged it
     """
-    tasks = [task for task in results.tasks if any(series_of(run) for run in results.runs if run.task == task)]
+    groups = [group for group in results.groups if is_core(group) or not core_only]
+    tasks = [task for task in results.tasks if any(series_of(run) for g in groups if g.task == task for run in g.runs)]
     if not tasks:
         return None
     figure, axes = _panels(tasks)
     labels: list[str] = []
     for ax, task in zip(axes, tasks, strict=False):
-        for group in results.groups_of(task):
+        drawn = []
+        for group in (group for group in groups if group.task == task):
             by_label: dict[str, list[Series]] = {}
             for run in group.runs:
                 for label, curve in series_of(run).items():
@@ -543,12 +559,14 @@ def plot_series(results: Results, colors: dict[str, str], series_of: SeriesOf, y
                 mean = mean_over_runs(curves)
                 style = LINE_STYLES[labels.index(label) % len(LINE_STYLES)]
                 ax.plot(mean.steps, mean.values, color=colors[group.variant], ls=style, lw=1.2)
+                drawn.append(mean.values)
+        _scale_to_spread(ax, np.concatenate(drawn) if drawn else np.array([]))
         ax.set(title=_title(task), xlabel="environment steps", ylabel=ylabel)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
     styles = [
         Line2D([], [], color="grey", ls=LINE_STYLES[i % len(LINE_STYLES)], label=label)
         for i, label in enumerate(labels)
     ]
-    variants = [v for v in results.variants if any(g.variant == v and g.task in tasks for g in results.groups)]
+    variants = list(dict.fromkeys(group.variant for group in groups if group.task in tasks))
     _legend(figure, colors, variants, styles)
     return figure

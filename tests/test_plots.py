@@ -15,6 +15,7 @@ from rlnorm.plots import (
     plot_improvement,
     plot_learning_curves,
     plot_mechanism_curves,
+    plot_series,
     plot_study,
     variant_colors,
 )
@@ -183,3 +184,22 @@ def test_many_variants_of_one_norm_get_distinct_colours(tmp_path):
     colors = variant_colors(load_results(tmp_path))
     assert len(colors) == 8 and len(set(colors.values())) == 8
     assert colors["mobn-sb3"] == NORM_COLORS["mobn"]
+
+
+def test_probe_noise_spanning_orders_of_magnitude_gets_a_symlog_scale_and_only_the_norms(tmp_path):
+    for variant, noise in (("none", 0.0), ("bn", 0.001), ("mobn", 10.0), ("bn-frozen", 5.0)):
+        for seed in range(2):
+            probe = [(step, "critic", "output", noise, 0.0) for step in (0, 250, 500)]
+            write_run(tmp_path, variant, seed, curve_to(100.0), norm=variant.split("-")[0], probe=probe,
+                      norm_mode="frozen" if "frozen" in variant else None)
+    results = load_results(tmp_path)
+
+    def noise(run):
+        steps, values = zip(*((record.timesteps, record.noise) for record in run.probe), strict=True)
+        return {"critic": Series(np.array(steps), np.array(values))}
+
+    with plt.rc_context(STYLE):
+        figure = plot_series(results, variant_colors(results), noise, "noise", core_only=True)
+    assert figure.axes[0].get_yscale() == "symlog"
+    assert [text.get_text() for text in figure.legends[0].get_texts()][:3] == ["none", "bn", "mobn"]
+    plt.close(figure)
