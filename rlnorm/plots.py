@@ -513,17 +513,19 @@ def _scale_to_spread(ax: Axes, values: np.ndarray) -> None:
 def mean_over_runs(curves: list[Series]) -> Series:
     """
     Average curves logged by several runs at each step, over the runs that have that step (a run still
-    going contributes its first steps).
+    going contributes its first steps) and a value there (nan: undefined, left out).
 
     :param curves: one curve per run
-    :return: the mean curve
+    :return: the mean curve, nan (a gap) where no run has a value
     """
     by_step: dict[int, list[float]] = {}
     for curve in curves:
         for step, value in zip(curve.steps.tolist(), curve.values.tolist(), strict=True):
             by_step.setdefault(step, []).append(value)
     steps = sorted(by_step)
-    return Series(np.array(steps), np.array([np.mean(by_step[step]) for step in steps]))
+    means = [np.mean(defined) if (defined := [v for v in by_step[step] if not math.isnan(v)]) else math.nan
+             for step in steps]
+    return Series(np.array(steps), np.array(means))
 
 
 def plot_series(

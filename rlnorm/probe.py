@@ -14,6 +14,7 @@ change the training run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -317,6 +318,9 @@ def statistics_drift(before: torch.Tensor, after: torch.Tensor) -> float:
 
     :param before: a :func:`running_statistics` snapshot
     :param after: a later one of the same network
-    :return: the relative L2 change
+    :return: the relative L2 change; nan when ``before`` is all zeros (mean-only BN before its first
+        update, e.g. an off-policy agent before ``learning_starts``), since a change relative to
+        nothing has no size
     """
-    return ((after - before).norm() / before.norm().clamp_min(1e-12)).item()
+    scale = before.norm()
+    return math.nan if scale == 0 else ((after - before).norm() / scale).item()

@@ -1000,13 +1000,13 @@ def to_html(blocks: list[Block]) -> str:
 RUN_SUMMARY_COLUMNS = (
     "run", "algo", "env", "variant", "norm", "norm_mode", "norm_kwargs", "norm_in", "seed", "status",
     "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap", "wall_time_s",
-    "evaluation_s", "reason",
+    "evaluation_s", "hardware", "reason",
 )
 
 
 def write_run_summary(results: Results, path: str | Path) -> Path:
-    """Write one CSV row per run: its variant, status, the DESIGN §6 metrics, the probe at the outputs and
-    its times, as plain numbers (empty where undefined), for analysis elsewhere.
+    """Write one CSV row per run: its variant, status, the DESIGN §6 metrics, the probe at the outputs, its
+    times and the processor it ran on, as plain numbers (empty where undefined), for analysis elsewhere.
 
     :param results: the results
     :param path: the CSV file
@@ -1029,6 +1029,7 @@ def write_run_summary(results: Results, path: str | Path) -> Path:
                 json.dumps(run.norm_kwargs, sort_keys=True), run.norm_in, run.seed, run.status,
                 int(run.steps[-1]) if run.steps.size else 0, run.budget,
                 *("" if math.isnan(value) else f"{value:.6g}" for value in numbers),
+                run.hardware,
                 run.reason or "",
             ])
     return path

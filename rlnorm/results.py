@@ -39,6 +39,8 @@ NORM_MODES = ("sb3", "consistent", "frozen", "fixed")
 """The norm modes in ladder order, each removing one more mechanism (DESIGN §4c); the same names as
 :data:`rlnorm.policies.NORM_MODES`, repeated here because this module must not import torch."""
 DEFAULT_NORM_MODE = NORM_MODES[0]
+UNDEFINED_DRIFT = 1e9
+"""A recorded drift this large is a change relative to all-zero statistics, which has no size (read as nan)."""
 BENCH_RECORD = "bench.json"
 """``rlnorm bench --out``'s record of paired training times, read from a results directory for claim 4."""
 BENCH_REFERENCE = "MlpPolicy"
@@ -456,7 +458,7 @@ def read_run(directory: Path, root: Path) -> Run:
             for row in _read_csv(directory / "probe.csv")
         ),
         drift=tuple(
-            DriftRecord(int(row["timesteps"]), row["network"], float(row["drift"]))
+            DriftRecord(int(row["timesteps"]), row["network"], _defined_drift(float(row["drift"])))
             for row in _read_csv(directory / "statistics.csv")
         ),
         config=config,
@@ -506,6 +508,12 @@ def run_metrics(steps: np.ndarray, episodes: np.ndarray) -> RunMetrics:
         long_term_risk=when(2, lambda: metrics.long_term_risk(returns)),
         eval_spread=when(1, lambda: float(np.mean(metrics.eval_episode_spread(episodes)))),
     )
+
+
+def _defined_drift(value: float) -> float:
+    # Records written before rlnorm.probe.statistics_drift returned nan for all-zero statistics hold
+    # ‖Δ‖/1e-12 there (>= 1e9 for any visible change): undefined, like the nan written now.
+    return math.nan if value >= UNDEFINED_DRIFT else value
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

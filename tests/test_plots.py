@@ -133,6 +133,10 @@ def test_mean_over_runs_averages_each_step_over_the_runs_that_have_it():
     mean = mean_over_runs([Series(np.array([0, 10]), np.array([1.0, 3.0])), Series(np.array([0]), np.array([3.0]))])
     assert mean.steps.tolist() == [0, 10]
     assert mean.values.tolist() == pytest.approx([2.0, 3.0])
+    # An undefined value (nan) is left out; a step with none defined is a gap.
+    undefined = mean_over_runs([Series(np.array([0, 10]), np.array([np.nan, np.nan])),
+                                Series(np.array([0, 10]), np.array([4.0, np.nan]))])
+    assert undefined.values[0] == 4.0 and np.isnan(undefined.values[1])
 
 
 def test_mechanism_variants_get_their_own_curves_beside_none(tmp_path):

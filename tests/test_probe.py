@@ -13,7 +13,7 @@ from torch import nn
 from rlnorm.config import EvalSettings, single_run
 from rlnorm.norms import BatchNorm, MeanOnlyBatchNorm, get_norm
 from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
-from rlnorm.probe import collect_transitions, minibatch_noise, probe_model
+from rlnorm.probe import collect_transitions, minibatch_noise, probe_model, statistics_drift
 from rlnorm.run import probe_run, run_one
 
 SIGMA, FEATURES, POOL, B = 2.0, 8, 20_000, 64
@@ -161,3 +161,11 @@ def test_probe_a_saved_run_that_normalized_observations(tmp_path):
     assert run_one(spec, tmp_path).ok and (tmp_path / "vecnormalize.pkl").is_file()
     measured = probe_run(tmp_path, n_steps=100, n_draws=4, n_probe=4)
     assert set(measured) == {"actor", "value"} and all(m.noise > 1e-4 for m in measured.values())
+
+
+def test_statistics_drift_is_the_relative_change_and_undefined_from_zero():
+    before = torch.tensor([3.0, 4.0])
+    assert statistics_drift(before, torch.tensor([3.0, 4.0])) == 0.0
+    assert statistics_drift(before, torch.tensor([6.0, 8.0])) == pytest.approx(1.0)
+    # mean-only BN's running mean before any update: a change relative to nothing has no size
+    assert math.isnan(statistics_drift(torch.zeros(2), torch.tensor([0.1, 0.0])))

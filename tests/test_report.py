@@ -218,6 +218,7 @@ def test_report_writes_the_per_run_summary_as_plain_numbers(tmp_path):
     assert (done["norm"], done["norm_mode"], done["seed"], done["status"]) == ("none", "sb3", "1", "done")
     assert float(done["final"]) == pytest.approx(110.0) and float(done["wall_time_s"]) == 10.0
     assert float(done["eval_spread"]) == pytest.approx(1.0)
+    assert done["hardware"] == "Test CPU, 2 cores, 24 GiB"
     running = rows["ppo/CartPole-v1/bn/seed-1"]
     assert running["status"] == RUNNING and running["final"] == ""  # one evaluation: no final yet
 

@@ -5,6 +5,7 @@ The helpers here write run directories as :mod:`rlnorm.run` does; test_plots and
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,7 @@ def write_run(
         "wall_time_s": wall_time_s,
         "evaluation_s": 1.0,
         "host": "testhost",
+        "hardware": "Test CPU, 2 cores, 24 GiB",
         "peak_memory_mib": 300.0,
         "versions": {"python": "3.11", "torch": "2.13.0"},
     }
@@ -205,7 +207,7 @@ def test_probe_drift_and_mismatch_tables(tmp_path):
         "bn",
         0,
         probe=[(0, "actor", "output", 0.1, 0.2), (100, "actor", "output", 0.3, 0.4), (100, "actor", "mlp.0", 1.0, 1.0)],
-        drift=[(100, "actor", 0.05)],
+        drift=[(100, "actor", 0.05), (200, "actor", 0.1 / 1e-12), (300, "actor", float("nan"))],
         mismatch=[(100, 0.01, 0.02), (200, 0.03, 0.05)],
     )
     results = load_results(tmp_path)
@@ -225,6 +227,8 @@ def test_probe_drift_and_mismatch_tables(tmp_path):
         "gap": 0.2,
     }
     assert results.drift_table()[0]["drift"] == 0.05
+    # relative to all-zero statistics: undefined, whether recorded as nan or (by older versions) as ‖Δ‖/1e-12
+    assert all(math.isnan(row["drift"]) for row in results.drift_table()[1:])
     assert [(r["timesteps"], r["mismatch"], r["mismatch_max"]) for r in results.mismatch_table()] == [
         (100, 0.01, 0.02),
         (200, 0.03, 0.05),
