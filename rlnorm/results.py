@@ -387,7 +387,7 @@ def load_results(path: str | Path) -> Results:
         for key in dict.fromkeys((run.task, run.variant) for run in runs)
     )
     notes, incomparable = _check(runs, groups, study)
-    bench = _read_json(path / BENCH_RECORD)
+    bench = _read_bench(path / BENCH_RECORD)
     return Results(path, tuple(runs), groups, tuple(notes), frozenset(incomparable), study, bench)
 
 
@@ -514,6 +514,23 @@ def _defined_drift(value: float) -> float:
     # Records written before rlnorm.probe.statistics_drift returned nan for all-zero statistics hold
     # ‖Δ‖/1e-12 there (>= 1e9 for any visible change): undefined, like the nan written now.
     return math.nan if value >= UNDEFINED_DRIFT else value
+
+
+def _read_bench(path: Path) -> dict[str, Any] | None:
+    bench = _read_json(path)
+    if bench is None:
+        return None
+    timed = bench.get("training_time_s") if isinstance(bench, dict) else None
+    if not isinstance(timed, dict) or not all(
+        isinstance(task, dict) and isinstance(task.get("times"), dict)
+        and all(isinstance(times, list) for times in task["times"].values())
+        for task in timed.values()
+    ):
+        raise ResultsError(
+            f"{path} is not a bench record: expected training_time_s: {{algo/env: {{timesteps, times: {{variant: "
+            "[seconds, ...]}}}, as `rlnorm bench --out` writes it"
+        )
+    return bench
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from rlnorm.report import (
     verdict_matrix,
     write_report,
 )
-from rlnorm.results import FAILED, RUNNING, load_results
+from rlnorm.results import FAILED, RUNNING, ResultsError, load_results
 
 TASK = "ppo/CartPole-v1"
 TEN = np.linspace(-20, 20, 10)
@@ -259,3 +259,6 @@ def test_a_bench_record_decides_the_cost_claim_instead_of_the_study_runs(tmp_pat
     write_bench(tmp_path, {"ppo/CartPole-v1": {"none": [1.0, 2.0]}})
     missing = verdict(analyze(load_results(tmp_path)), "4", "all tasks")
     assert missing.verdict == "not measured" and "no training times of wn and bn" in missing.note
+    (tmp_path / "bench.json").write_text(json.dumps({"training_time_s": {"ppo/CartPole-v1": [1.0, 2.0]}}))
+    with pytest.raises(ResultsError, match="bench.json is not a bench record: expected training_time_s"):
+        load_results(tmp_path)
