@@ -341,7 +341,7 @@ def cost(parts: list[Comparison]) -> tuple[str, str]:
     source = (
         f"paired repeats of `rlnorm bench` ({BENCH_RECORD})"
         if parts[0].quantity is BENCH_TIME
-        else f"study runs share the machine: `rlnorm bench --out {BENCH_RECORD}` measures cost"
+        else f"study runs share the machine: `rlnorm bench --out <results>/{BENCH_RECORD}` measures cost"
     )
     return verdict, "; ".join(filter(None, [note, source]))
 
