@@ -1,9 +1,11 @@
 """Benchmark of the study runner: speed-up of 2 workers over 1, overhead over bare SB3, memory per worker.
 
-    python -m rlnorm.bench_runner [--runs 4] [--timesteps N] [--repeats 2] [--config configs/quick.yaml]
+    python -m rlnorm.bench_runner [--runs 16] [--timesteps N] [--repeats 2] [--config configs/quick.yaml]
 
 The runs are equal: the config's first task (PPO CartPole-v1 for quick.yaml) with norm none, its budget
-(or ``--timesteps``) and its evaluation settings, one seed each. Measured on the same runs:
+(or ``--timesteps``) and its evaluation settings, one seed each. The default of 16 runs is what each of
+quick.yaml's 2 workers does (30 runs), so a worker's start is spread over as many runs as in the study.
+Measured on the same runs:
 
 - bare: build the model and ``model.learn`` in this process, one torch thread, no evaluation, no files;
 - runner, 1 worker and 2 workers: :func:`rlnorm.executors.run_local` over :func:`rlnorm.run.run_one`, as a
@@ -97,7 +99,7 @@ def _timed(function: Callable[[], object]) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m rlnorm.bench_runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=4, help="number of equal runs (default: 4)")
+    parser.add_argument("--runs", type=int, default=16, help="number of equal runs (default: 16)")
     parser.add_argument("--timesteps", type=int, help="steps per run (default: the config's budget)")
     parser.add_argument("--repeats", type=int, default=2, help="repeats of each measurement, best kept (default: 2)")
     parser.add_argument("--config", type=Path, default=QUICK, help="config giving the task and evaluation")
