@@ -617,6 +617,14 @@ def _fmt(value: float) -> str:
     return f"{value + 0.0:.3g}"  # + 0.0 turns -0.0 into 0.0
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds:,.0f} s ({seconds / 3600:.1f} h)"
+    if seconds >= 60:
+        return f"{seconds:,.0f} s ({seconds / 60:.1f} min)"
+    return f"{seconds:.1f} s"
+
+
 def _estimate(estimate: st.Estimate) -> str:
     if math.isnan(estimate.low):
         return _fmt(estimate.value)
@@ -845,7 +853,7 @@ def setup_blocks(results: Results) -> list[Block]:
         f"{_fmt(max(memory) if memory else math.nan)} MiB"
     )
     facts.append(
-        f"wall time: {_fmt(sum(wall))} s over {len(wall)} recorded runs "
+        f"wall time: {_duration(sum(wall))} summed over {len(wall)} recorded runs "
         f"(mean {_fmt(float(np.mean(wall)) if wall else math.nan)} s per run, evaluation included)"
     )
     if results.bench is not None:

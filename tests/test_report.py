@@ -204,6 +204,7 @@ def test_report_files(tmp_path):
     assert 'src="figures/' not in page  # self-contained
     assert "<th>verdict</th>" in page and "<b>inconclusive</b>" in page
     assert "versions: python 3.11, torch 2.13.0" in markdown and "host testhost" in markdown
+    assert "wall time: 60 s (1.0 min) summed over 6 recorded runs (mean 10 s per run" in markdown
 
 
 def test_report_writes_the_per_run_summary_as_plain_numbers(tmp_path):
