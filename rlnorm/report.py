@@ -62,6 +62,10 @@ MECHANISMS = {"a": "minibatch noise", "b": "the mode switch", "c": "chasing stat
 MODE_MECHANISMS = {"sb3": "abc", "consistent": "ac", "frozen": "c", "fixed": ""}
 """Which mechanisms of DESIGN §4c each norm mode keeps."""
 BATCH_STATISTICS_NORMS = ("bn", "mobn", "wn+mobn", "brn")
+REFERENCE_ALGORITHMS = {"crossq": "sac"}
+"""Algorithms run as published beside another (issue 6) -> that algorithm. CrossQ is SAC with Batch Renorm
+in the critic and no target network, the published careful use of batch statistics off-policy; its
+paper finds it beats SAC. The report compares it with SAC's none and bn on the same environment."""
 
 
 # ----------------------------------------------------------------------------------------------- comparisons
@@ -544,6 +548,35 @@ def _step_sentence(step: Comparison) -> str:
     return f"{step.y} -> {step.x}, {step.detail}, p_adj {_fmt(step.p_adjusted)}"
 
 
+def reference_comparisons(results: Results) -> list[Comparison]:
+    """
+    Each reference cell (:data:`REFERENCE_ALGORITHMS`) against the algorithm it stands beside, on the same
+    environment, with none and with bn: final return, no claimed direction.
+
+    :param results: the results
+    :return: the comparisons (X the reference cell, Y e.g. ``sac none``), before Holm correction
+    """
+    comparisons = []
+    for task in results.tasks:
+        beside = (REFERENCE_ALGORITHMS.get(task[0], ""), task[1])
+        if beside not in results.tasks:
+            continue
+        reference = results.groups_of(task)[0]
+        for norm in ("none", "bn"):
+            other = results.canonical(beside, norm)
+            if other is None:
+                continue
+            ends = {int(run.steps[-1]) for group in (reference, other) for run in group.finished if run.steps.size}
+            if len(ends) > 1:
+                comparison = Comparison(FINAL, reference.variant, "", task, None, NO_ESTIMATE, math.nan, "",
+                                        f"runs end at different steps ({sorted(ends)}): different budgets")
+            else:
+                comparison = compare(results, FINAL, {task: (reference, other)}, None, task)
+            comparison.y = f"{beside[0]} {norm}"
+            comparisons.append(comparison)
+    return comparisons
+
+
 # ----------------------------------------------------------------------------------------------- analysis
 
 
@@ -553,10 +586,18 @@ class Analysis:
 
     :param verdicts: claim verdicts per task and overall
     :param ladders: the mechanism ladders, with their verdicts
+    :param references: the reference cells against the algorithm they stand beside
     """
 
     verdicts: list[Verdict]
     ladders: list[Ladder]
+    references: list[Comparison]
+
+    @property
+    def family(self) -> list[Comparison]:
+        """:return: every comparison of the report: the family of the Holm correction"""
+        return ([c for v in self.verdicts for c in v.comparisons] + [c for ladder in self.ladders for c in ladder.steps]
+                + self.references)
 
 
 def adjust(comparisons: list[Comparison]) -> None:
@@ -577,15 +618,15 @@ def analyze(results: Results) -> Analysis:
     :param results: the results
     :return: the analysis
     """
-    verdicts, ladders = claim_verdicts(results), mechanism_ladders(results)
-    adjust([c for v in verdicts for c in v.comparisons] + [c for ladder in ladders for c in ladder.steps])
+    analysis = Analysis(claim_verdicts(results), mechanism_ladders(results), reference_comparisons(results))
+    adjust(analysis.family)
     combine = {claim.number: claim.combine for claim in CLAIMS}
-    for verdict in verdicts:
+    for verdict in analysis.verdicts:
         if verdict.comparisons:
             verdict.verdict, verdict.note = combine[verdict.claim](verdict.comparisons)
-    for ladder in ladders:
+    for ladder in analysis.ladders:
         ladder.verdicts = ladder_verdicts(ladder)
-    return Analysis(verdicts, ladders)
+    return analysis
 
 
 def baseline_comparisons(results: Results) -> list[Comparison]:
@@ -893,6 +934,30 @@ def _ladder_blocks(ladders: list[Ladder]) -> list[Block]:
     return blocks
 
 
+def _reference_blocks(references: list[Comparison]) -> list[Block]:
+    if not references:
+        return []
+    tasks = ", ".join(dict.fromkeys(c.scope for c in references))
+    return [
+        ("h2", "Reference cells: batch statistics used as published"),
+        (
+            "p",
+            f"{tasks}: CrossQ (Bhatt et al. 2024) is SAC with Batch Renorm in the critic and no target network, "
+            "and its paper finds it beats SAC. Its final return (X) against SAC with no norm and with BN (Y) on "
+            "the same environment and budget, in the report's Holm family.",
+        ),
+        ("table", comparison_table(references)),
+        ("list", *(_reference_sentence(c) for c in references)),
+    ]
+
+
+def _reference_sentence(comparison: Comparison) -> str:
+    if comparison.blocked:
+        return f"{comparison.x} against {comparison.y}: not compared, {comparison.blocked}"
+    return (f"{comparison.x} against {comparison.y}: {comparison.detail}, p_adj {_fmt(comparison.p_adjusted)}: "
+            f"**{comparison.outcome}**")
+
+
 def report_blocks(results: Results, figures: list[Path], out_dir: Path | None = None) -> list[Block]:
     """
     The report's content, in order, whatever its format.
@@ -904,7 +969,7 @@ def report_blocks(results: Results, figures: list[Path], out_dir: Path | None = 
     """
     analysis = analyze(results)
     comparisons = [c for v in analysis.verdicts for c in v.comparisons]
-    family = len(comparisons) + sum(len(ladder.steps) for ladder in analysis.ladders)
+    family = len(analysis.family)
     done, planned = sum(run.status == DONE for run in results.runs), results.planned_runs
     interim = f" (interim: {done} of {planned} runs finished)" if done < planned else ""
     blocks: list[Block] = [("h1", f"rlnorm report: {results.path.name}{interim}")]
@@ -930,6 +995,7 @@ def report_blocks(results: Results, figures: list[Path], out_dir: Path | None = 
     if comparisons:
         blocks += [("h3", "Comparisons behind the verdicts"), ("table", comparison_table(comparisons))]
     blocks += _ladder_blocks(analysis.ladders)
+    blocks += _reference_blocks(analysis.references)
     blocks += [
         ("h2", "Per task and variant (finished runs)"),
         ("table", group_table(results)),

@@ -697,7 +697,7 @@ def _check(
         grids = {tuple(run.steps.tolist()) for run in finished}
         name = "/".join(task)
         if len(variants) > 1 and len({group.variant for group in groups if group.task == task}) == 1:
-            notes.append(f"{name} has one variant: no comparison on it")
+            notes.append(f"{name} has one variant: no comparison between its variants")
         if len(grids) > 1:
             ends = sorted({grid[-1] for grid in grids if grid})
             notes.append(

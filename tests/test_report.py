@@ -165,6 +165,35 @@ def test_ladder_with_noise_that_helps_and_a_missing_rung(tmp_path):
     assert by_letter["c"].verdict == INCONCLUSIVE
 
 
+def test_crossq_is_compared_with_sac_none_and_bn_on_the_same_environment(tmp_path):
+    pendulum = {"algo": "sac", "env_id": "Pendulum-v1"}
+    for seed, offset in enumerate(TEN):
+        write_run(tmp_path, "none", seed, curve_to(-150 + offset), **pendulum)
+        write_run(tmp_path, "bn", seed, curve_to(-1300 + offset), **pendulum)
+        write_run(tmp_path, "crossq", seed, curve_to(-150 + offset), norm="none", algo="crossq", env_id="Pendulum-v1")
+    analysis = analyze(load_results(tmp_path))
+    assert [(c.scope, c.x, c.y, c.outcome) for c in analysis.references] == [
+        ("crossq/Pendulum-v1", "crossq", "sac none", "no significant difference"),
+        ("crossq/Pendulum-v1", "crossq", "sac bn", "X higher (significant)"),
+    ]
+    # In the report's Holm family: each p-value is multiplied by up to the family's size.
+    assert len(analysis.family) > 2 and analysis.references[1].p_adjusted > analysis.references[1].pvalue
+    md_path, _ = write_report(load_results(tmp_path), tmp_path / "report")
+    markdown = md_path.read_text()
+    assert "## Reference cells: batch statistics used as published" in markdown
+    assert "- crossq against sac bn: IQM -150 vs -1.3e+03" in markdown
+
+
+def test_a_reference_cell_with_another_budget_is_not_compared(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, "none", seed, curve_to(-150), algo="sac", env_id="Pendulum-v1")
+        write_run(tmp_path, "crossq", seed, curve_to(-150)[:5], norm="none", algo="crossq", env_id="Pendulum-v1",
+                  steps=(0, 100, 200, 300, 400))
+    (comparison,) = analyze(load_results(tmp_path)).references
+    assert comparison.blocked == "runs end at different steps ([400, 500]): different budgets"
+    assert math.isnan(comparison.p_adjusted)
+
+
 def test_analysis_tables_show_partial_study_and_notes(tmp_path):
     write_study(tmp_path, {"none": [100.0, 110.0, 120.0], "bn": [10.0, 20.0]})
     write_run(tmp_path, "bn", 2, [0.0, 5.0], status=FAILED)
