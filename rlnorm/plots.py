@@ -220,8 +220,12 @@ def _panels(tasks: Sequence[object], columns: int | None = None, categories: int
     return figure, flat
 
 
+ALGORITHM_NAMES = {"crossq": "CrossQ"}
+"""How a panel title writes an algorithm whose name is not an acronym (the others are upper-cased)."""
+
+
 def _title(task: tuple[str, str]) -> str:
-    return f"{task[0].upper()} {task[1]}"
+    return f"{ALGORITHM_NAMES.get(task[0], task[0].upper())} {task[1]}"
 
 
 def _category_axis(ax: Axes, labels: list[str]) -> None:

@@ -113,6 +113,16 @@ def test_many_variants_get_a_full_width_panel_and_only_norms_get_the_improvement
         plt.close(figure)
 
 
+def test_panel_titles_name_the_algorithm_as_it_is_written(tmp_path):
+    write_run(tmp_path, "none", 0, algo="sac", env_id="Pendulum-v1")
+    write_run(tmp_path, "crossq", 0, norm="none", algo="crossq", env_id="Pendulum-v1")
+    results = load_results(tmp_path)
+    with plt.rc_context(STYLE):
+        figure = plot_learning_curves(results, variant_colors(results))
+    assert {ax.get_title() for ax in figure.axes if ax.get_visible()} == {"SAC Pendulum-v1", "CrossQ Pendulum-v1"}
+    plt.close("all")
+
+
 def test_one_variant_has_no_improvement_matrix(tmp_path):
     write_study(tmp_path / "results", {"bn": [1.0, 2.0]})
     stems = {path.stem for path in plot_study(load_results(tmp_path / "results"), tmp_path / "plots")}
