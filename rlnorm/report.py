@@ -388,6 +388,8 @@ def claim_verdicts(results: Results) -> list[Verdict]:
     :return: the verdicts, claim by claim
     """
     verdicts = []
+    # A reference cell runs one published algorithm, no norms: the claims do not apply to it.
+    tasks = [task for task in results.tasks if task[0] not in REFERENCE_ALGORITHMS]
     for claim in CLAIMS:
         if claim.parts[0][0] is TRAIN_TIME and results.bench is not None:
             verdicts += bench_verdicts(results.bench, claim)
@@ -396,7 +398,7 @@ def claim_verdicts(results: Results) -> list[Verdict]:
         missing: dict[Task, str] = {}
         for quantity, x, y, expected in claim.parts:
             pairs = {}
-            for task in results.tasks:
+            for task in tasks:
                 gx, gy = results.canonical(task, x), results.canonical(task, y)
                 if gx is None or gy is None:
                     missing[task] = f"no {x if gx is None else y} variant"
@@ -410,7 +412,7 @@ def claim_verdicts(results: Results) -> list[Verdict]:
                 )
             if len(pairs) > 1:
                 parts_per_task.setdefault(None, []).append(compare(results, quantity, pairs, expected, None))
-        for task in results.tasks:
+        for task in tasks:
             if task in missing or task not in parts_per_task:
                 note = missing.get(task, "")
                 if claim.number == "4":

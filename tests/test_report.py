@@ -176,6 +176,7 @@ def test_crossq_is_compared_with_sac_none_and_bn_on_the_same_environment(tmp_pat
         ("crossq/Pendulum-v1", "crossq", "sac none", "no significant difference"),
         ("crossq/Pendulum-v1", "crossq", "sac bn", "X higher (significant)"),
     ]
+    assert {v.scope for v in analysis.verdicts} == {"sac/Pendulum-v1"}  # the claims are about norms
     # In the report's Holm family: each p-value is multiplied by up to the family's size.
     assert len(analysis.family) > 2 and analysis.references[1].p_adjusted > analysis.references[1].pvalue
     md_path, _ = write_report(load_results(tmp_path), tmp_path / "report")
