@@ -9,9 +9,11 @@ import pytest
 from test_results import curve_to, write_bench, write_run, write_study
 
 from rlnorm.report import (
+    ALPHA,
     CONTRADICTED,
     FINAL,
     INCONCLUSIVE,
+    PERMUTATIONS,
     SUPPORTED,
     analysis_tables,
     analyze,
@@ -90,6 +92,11 @@ def test_overall_verdict_pools_tasks_and_holm_corrects_one_family(tmp_path):
     assert len(made) == 3
     smallest = min(made, key=lambda c: c.pvalue)
     assert smallest.p_adjusted == pytest.approx(3 * smallest.pvalue)
+
+
+def test_a_pooled_comparison_can_reach_significance_in_a_family_of_a_hundred():
+    # The smallest p-value a permutation test can give, times the family size Holm applies to it.
+    assert 100 / (PERMUTATIONS + 1) < ALPHA / 5
 
 
 def test_a_pooled_comparison_that_only_one_task_qualifies_for_names_it(tmp_path):
@@ -286,6 +293,10 @@ def test_a_bench_record_decides_the_cost_claim_instead_of_the_study_runs(tmp_pat
     assert overall.comparisons[0].task is None and not math.isnan(overall.comparisons[0].p_adjusted)
     md_path, _ = write_report(load_results(tmp_path), tmp_path / "report")
     assert "compute cost (claim 4): `rlnorm bench --repeats 10` (bench.json), on test machine" in md_path.read_text()
+    write_run(tmp_path, "none", 0, algo="dqn")  # a task the bench does not time
+    headers, rows = verdict_matrix(analyze(load_results(tmp_path)).verdicts)
+    dqn = dict(zip(headers, next(row for row in rows if row[0] == "dqn/CartPole-v1"), strict=True))
+    assert dqn["4. WN is cheaper to compute than BN"] == "not measured"
 
     write_bench(tmp_path, {"ppo/CartPole-v1": {"none": [1.0, 2.0]}})
     missing = verdict(analyze(load_results(tmp_path)), "4", "all tasks")
