@@ -22,7 +22,6 @@ worker (each run's ``done.json`` records its worker's).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import multiprocessing
 import tempfile
@@ -32,12 +31,10 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import torch
-
 from rlnorm.agents import load_agent
 from rlnorm.config import RunSpec, load_study, single_run
 from rlnorm.executors import run_local
-from rlnorm.run import build_model, make_env, run_one
+from rlnorm.run import build_model, make_env, prepare_process, run_one
 
 QUICK = Path(__file__).resolve().parent.parent / "configs" / "quick.yaml"
 
@@ -52,19 +49,16 @@ def bench_specs(config: Path, runs: int, timesteps: int | None = None) -> list[R
 def time_bare(specs: list[RunSpec]) -> float:
     """:return: seconds to build and train each run's model without the runner, no evaluation, no files.
 
-    Timed in a fresh spawned process prepared as a worker is (one thread, torch's compiler stack imported
-    before the clock), but the process's start is not timed: the two sides then differ only by what the
-    runner adds. Timed in the benchmark's own process instead, the bare runs took 6-7 % longer than the
-    runner's training of the same runs, with the same calls (counted with cProfile): a difference between
-    processes, not work, which made the runner's overhead look smaller than it is.
+    Timed in a fresh process prepared as a worker is, its start not timed, so that the two sides differ only
+    by what the runner adds: in the benchmark's own process the same training, with the same calls (counted
+    with cProfile), took 6-7 % longer, which hid that much of the runner's overhead.
     """
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_time_bare_here, specs).result()
 
 
 def _time_bare_here(specs: list[RunSpec]) -> float:
-    torch.set_num_threads(1)
-    importlib.import_module("torch._dynamo")
+    prepare_process()
     start = time.perf_counter()
     for spec in specs:
         agent = load_agent(spec.algo, spec.env_id)

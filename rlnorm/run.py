@@ -94,6 +94,14 @@ class NonFiniteError(RuntimeError):
     """The networks or the evaluation returns hold NaN or inf."""
 
 
+def prepare_process() -> None:
+    """Set this process up for timed, reproducible training: one torch thread (DESIGN §4.6), and torch's
+    compiler stack imported now, since torch imports it (2-3 s) when a process builds its first optimizer,
+    which would otherwise land in the first run's time."""
+    torch.set_num_threads(1)
+    importlib.import_module("torch._dynamo")
+
+
 def run_one(spec: RunSpec, run_dir: str | Path) -> RunResult:
     """Train, evaluate and record one run; a failure is recorded in ``failed.json``, not raised.
 
@@ -101,10 +109,7 @@ def run_one(spec: RunSpec, run_dir: str | Path) -> RunResult:
     :param run_dir: its directory, absent or empty (the study removes interrupted runs' files)
     :return: how it ended
     """
-    torch.set_num_threads(1)
-    # torch imports its compiler stack (2-3 s) when a process builds its first optimizer: import it before
-    # the clock starts, so that a worker's first run is timed like the others.
-    importlib.import_module("torch._dynamo")
+    prepare_process()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -14,7 +14,7 @@ def test_bench_runner_times_each_part_of_the_same_runs(capsys):
     bench_runner.main(["--runs", "2", "--repeats", "1", "--config", str(SMOKE)])
     header, *lines = capsys.readouterr().out.splitlines()
     assert header.startswith("2 runs of ppo CartPole-v1, 1024 steps each, evaluation every 512 steps x 2 episodes")
-    assert [part for part, line in zip(PARTS, lines, strict=True) if line.lstrip().startswith(part)] == PARTS
+    assert all(line.lstrip().startswith(part) for part, line in zip(PARTS, lines, strict=True)), lines
     bare, one, evaluation = (float(re.search(r"\s(-?[\d.]+) s\s", line + " ").group(1)) for line in lines[:3])
     memory = float(re.search(r"([\d.]+) MiB", lines[-1]).group(1))
     assert bare > 0 and one > 0 and evaluation > 0 and memory > 0
