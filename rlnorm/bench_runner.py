@@ -1,4 +1,4 @@
-"""Benchmark of the study runner: speed-up of 2 workers over 1, overhead over bare SB3, memory per worker.
+"""Benchmark of the study runner: overhead over bare SB3, speed-up of 2 workers over 1, memory per worker.
 
     python -m rlnorm.bench_runner [--runs 16] [--timesteps N] [--repeats 2] [--config configs/quick.yaml]
 
@@ -7,16 +7,19 @@ The runs are equal: the config's first task (PPO CartPole-v1 for quick.yaml) wit
 quick.yaml's 2 workers does (30 runs), so a worker's start is spread over as many runs as in the study.
 Measured on the same runs:
 
-- bare: build the model and ``model.learn`` in a fresh process (its start not timed), one torch thread, no
-  evaluation, no files;
-- runner, 1 worker and 2 workers: :func:`rlnorm.executors.run_local` over :func:`rlnorm.run.run_one`, as a
-  study runs them (process start, imports, evaluation and files included);
+- the runner's overhead per run, paired: in one fresh process prepared as a worker is, each run is done
+  bare (build the model and ``model.learn``: no evaluation, no files) and by :func:`rlnorm.run.run_one`
+  (evaluation, probe, files), back to back, in alternating order; the median over runs of the ratio.
+  Pairs, because this virtual machine's speed drifts by 10-20 % over minutes: two blocks of the same 16
+  runs, one bare and one through the runner, differed by more than the overhead being measured;
+- a worker's start (spawn, imports): the 1-worker runner's time less the time spent inside its runs;
+- the runner with 1 and 2 workers: :func:`rlnorm.executors.run_local` over ``run_one``, as a study runs
+  them, each the best of ``--repeats`` (other load only ever slows a measurement down);
 - the machine: two processes of pure Python against one, which is the most 2 workers can gain here (a
   virtual machine's 2 cores may not be 2 free cores).
 
-Each time is the best of ``--repeats`` (other load only ever slows a measurement down). Targets
-(issue 3): 2 workers >= 1.8x faster than 1; the runner <= 10 % slower than bare; peak memory <= 1 GiB per
-worker (each run's ``done.json`` records its worker's).
+Targets (issue 3): the runner <= 10 % slower than bare; 2 workers >= 1.8x faster than 1; peak memory
+<= 1 GiB per worker (each run's ``done.json`` records its worker's).
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from rlnorm.agents import load_agent
 from rlnorm.config import RunSpec, load_study, single_run
@@ -46,31 +52,51 @@ def bench_specs(config: Path, runs: int, timesteps: int | None = None) -> list[R
     return [single_run(task.algo, task.env_id, "none", seed, budget, eval_settings=task.eval) for seed in range(runs)]
 
 
-def time_bare(specs: list[RunSpec]) -> float:
-    """:return: seconds to build and train each run's model without the runner, no evaluation, no files.
+@dataclass(frozen=True)
+class PairedTimes:
+    """Seconds per run, measured in pairs: ``bare[i]``, ``runner[i]`` and ``evaluation[i]`` (the part of
+    ``runner[i]`` spent evaluating) are the same run done both ways."""
 
-    Timed in a fresh process prepared as a worker is, its start not timed, so that the two sides differ only
-    by what the runner adds: in the benchmark's own process the same training, with the same calls (counted
-    with cProfile), took 6-7 % longer, which hid that much of the runner's overhead.
-    """
+    bare: np.ndarray
+    runner: np.ndarray
+    evaluation: np.ndarray
+
+
+def time_paired(specs: list[RunSpec]) -> PairedTimes:
+    """:return: each run's time bare and through ``run_one``, back to back in a fresh process prepared as a
+    worker is (its start not timed), so that a pair differs only by what the runner adds"""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_time_bare_here, specs).result()
+        return pool.submit(_time_paired_here, specs).result()
 
 
-def _time_bare_here(specs: list[RunSpec]) -> float:
+def _time_paired_here(specs: list[RunSpec]) -> PairedTimes:
     prepare_process()
-    start = time.perf_counter()
-    for spec in specs:
-        agent = load_agent(spec.algo, spec.env_id)
-        model = build_model(spec, agent, make_env(agent, agent.n_envs))
-        model.learn(total_timesteps=spec.timesteps)
-    return time.perf_counter() - start
+    bare, runner, evaluation = [], [], []
+    with tempfile.TemporaryDirectory() as out:
+        for index, spec in enumerate(specs):
+            timed_bare = partial(_timed, partial(_learn_bare, spec))
+            timed_runner = partial(_timed, partial(run_one, spec, Path(out) / spec.run_id))
+            # Alternate which goes first, so that neither side always follows the other.
+            if index % 2 == 0:
+                bare.append(timed_bare())
+                runner.append(timed_runner())
+            else:
+                runner.append(timed_runner())
+                bare.append(timed_bare())
+            record = json.loads((Path(out) / spec.run_id / "done.json").read_text())
+            evaluation.append(record["evaluation_s"])
+    return PairedTimes(np.array(bare), np.array(runner), np.array(evaluation))
 
 
-def time_runner(specs: list[RunSpec], workers: int) -> tuple[float, float, float, float]:
-    """:return: seconds for the runner to do the runs with ``workers`` processes, seconds of it spent
-    evaluating and seconds spent inside the runs (each summed over runs), and the largest peak memory of
-    a worker in MiB"""
+def _learn_bare(spec: RunSpec) -> None:
+    agent = load_agent(spec.algo, spec.env_id)
+    model = build_model(spec, agent, make_env(agent, agent.n_envs))
+    model.learn(total_timesteps=spec.timesteps)
+
+
+def time_runner(specs: list[RunSpec], workers: int) -> tuple[float, float, float]:
+    """:return: seconds for the runner to do the runs with ``workers`` processes, seconds spent inside the
+    runs (summed over runs), and the largest peak memory of a worker in MiB"""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         results = list(run_local([partial(run_one, spec, Path(out) / spec.run_id) for spec in specs], workers))
@@ -79,9 +105,8 @@ def time_runner(specs: list[RunSpec], workers: int) -> tuple[float, float, float
         if failed:
             raise RuntimeError(f"{failed[0].run_id} failed: {failed[0].reason}")
         records = [json.loads((Path(out) / spec.run_id / "done.json").read_text()) for spec in specs]
-    evaluation = sum(record["evaluation_s"] for record in records)
     inside_runs = sum(record["wall_time_s"] for record in records)
-    return elapsed, evaluation, inside_runs, max(record["peak_memory_mib"] for record in records)
+    return elapsed, inside_runs, max(record["peak_memory_mib"] for record in records)
 
 
 def machine_speedup(iterations: int = 20_000_000) -> float:
@@ -110,37 +135,46 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m rlnorm.bench_runner", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=16, help="number of equal runs (default: 16)")
     parser.add_argument("--timesteps", type=int, help="steps per run (default: the config's budget)")
-    parser.add_argument("--repeats", type=int, default=2, help="repeats of each measurement, best kept (default: 2)")
+    parser.add_argument("--repeats", type=int, default=2, help="repeats of each worker count, best kept (default: 2)")
     parser.add_argument("--config", type=Path, default=QUICK, help="config giving the task and evaluation")
     args = parser.parse_args(argv)
     specs = bench_specs(args.config, args.runs, args.timesteps)
     spec = specs[0]
     print(
         f"{args.runs} runs of {spec.algo} {spec.env_id}, {spec.timesteps} steps each, evaluation every "
-        f"{spec.eval.every} steps x {spec.eval.episodes} episodes; best of {args.repeats}"
+        f"{spec.eval.every} steps x {spec.eval.episodes} episodes"
     )
-    bare, one, two = [], [], []
+    paired = time_paired(specs)
+    overhead = paired.runner / paired.bare - 1
+    evaluation = paired.evaluation / paired.bare
+    rest = (paired.runner - paired.evaluation) / paired.bare - 1
+    one, two = [], []
     for _ in range(args.repeats):
-        bare.append(time_bare(specs))
         one.append(time_runner(specs, 1))
         two.append(time_runner(specs, 2))
-    bare_s = min(bare)
-    (one_s, evaluation_s, inside_s, peak_one), (two_s, *_, peak_two) = min(one), min(two)
-    start_s = one_s - inside_s
-    rest_s = inside_s - evaluation_s - bare_s
-    print(f"bare model.learn, own process: {bare_s:6.1f} s")
-    print(f"runner, 1 worker:              {one_s:6.1f} s   overhead {one_s / bare_s - 1:+.1%} (target <= +10 %):")
-    print(f"  evaluation                   {evaluation_s:6.1f} s   {evaluation_s / bare_s:+.1%}")
+    (one_s, inside_s, peak_one), (two_s, _, peak_two) = min(one), min(two)
+    start = (one_s - inside_s) / paired.bare.sum()
+    print(f"per run, paired (median over {len(specs)} runs, [quartiles]):")
+    print(f"  bare model.learn               {np.median(paired.bare):6.1f} s")
+    print(f"  runner (run_one)               {np.median(paired.runner):6.1f} s   overhead {_quartiles(overhead)}")
+    print(f"    evaluation                   {np.median(paired.evaluation):6.1f} s   {_quartiles(evaluation)}")
+    print(f"    the rest (files, probe, ...)            {_quartiles(rest)}")
     print(
-        f"  worker start (spawn, imports){start_s:6.1f} s   {start_s / bare_s:+.1%}"
+        f"worker start (spawn, imports)    {one_s - inside_s:6.1f} s   {start:+.1%}"
         f"   paid once per worker: here over {len(specs)} runs"
     )
-    print(f"  the rest (files, probe, ...) {rest_s:6.1f} s   {rest_s / bare_s:+.1%}")
+    print(f"runner overhead in all:                    {np.median(overhead) + start:+.1%}   (target <= +10 %)")
+    print(f"runner, 1 worker:              {one_s:6.1f} s   (best of {args.repeats})")
     print(
         f"runner, 2 workers:             {two_s:6.1f} s   speed-up {one_s / two_s:.2f}x (target >= 1.8x); "
         f"this machine's 2 processes of pure Python: {machine_speedup():.2f}x"
     )
     print(f"peak memory of a worker:       {max(peak_one, peak_two):6.0f} MiB (target <= 1024 MiB)")
+
+
+def _quartiles(ratios: np.ndarray) -> str:
+    low, median, high = np.percentile(ratios, [25, 50, 75])
+    return f"{median:+.1%} [{low:+.1%}, {high:+.1%}]"
 
 
 if __name__ == "__main__":
