@@ -7,7 +7,8 @@ from rlnorm import bench_runner
 
 SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 PARTS = ["per run, paired", "bare model.learn", "runner (run_one)", "evaluation", "the rest", "worker start",
-         "runner overhead in all", "runner, 1 worker", "runner, 2 workers", "peak memory of a worker"]
+         "runner overhead in all", "runner, 1 worker", "runner, 2 workers", "workers busy",
+         "a run beside another", "this machine's 2 processes", "peak memory of a worker"]
 
 
 def test_bench_runner_times_each_part_of_the_same_runs(capsys):
