@@ -42,7 +42,8 @@ from rlnorm.config import RunSpec, load_study, single_run
 from rlnorm.executors import run_local
 from rlnorm.run import build_model, make_env, prepare_process, run_one
 
-QUICK = Path(__file__).resolve().parent.parent / "configs" / "quick.yaml"
+# Relative to the working directory, not to this file: an installed package has no configs/ beside it.
+QUICK = Path("configs") / "quick.yaml"
 
 
 def bench_specs(config: Path, runs: int, timesteps: int | None = None) -> list[RunSpec]:
@@ -131,47 +132,102 @@ def _timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class RunnerBench:
+    """What :func:`measure` measured (seconds unless said otherwise).
+
+    :param paired: each run's time bare and through ``run_one``
+    :param worker_start_s: a worker's start (spawn, imports): the 1-worker runner's time less its runs' time
+    :param one_worker_s: the runner with 1 worker, best of the repeats
+    :param two_workers_s: the runner with 2 workers, best of the repeats
+    :param inside_runs_one_s: time spent inside the runs with 1 worker (summed over runs)
+    :param inside_runs_two_s: time spent inside the runs with 2 workers (summed over runs)
+    :param machine_speedup: 2 processes of pure Python against 1 on this machine
+    :param peak_memory_mib: the largest peak memory of a worker
+    """
+
+    paired: PairedTimes
+    worker_start_s: float
+    one_worker_s: float
+    two_workers_s: float
+    inside_runs_one_s: float
+    inside_runs_two_s: float
+    machine_speedup: float
+    peak_memory_mib: float
+
+    @property
+    def overhead(self) -> np.ndarray:
+        """:return: per run, the runner's time over the bare time, less 1"""
+        return self.paired.runner / self.paired.bare - 1
+
+    @property
+    def worker_start(self) -> float:
+        """:return: a worker's start as a fraction of the bare runs' time"""
+        return self.worker_start_s / self.paired.bare.sum()
+
+
+def measure(specs: list[RunSpec], repeats: int) -> RunnerBench:
+    """:param specs: equal runs (:func:`bench_specs`)
+    :param repeats: repeats of each worker count, the best kept (other load only ever slows one down)
+    :return: the measurements"""
+    paired = time_paired(specs)
+    one = min(time_runner(specs, 1) for _ in range(repeats))
+    two = min(time_runner(specs, 2) for _ in range(repeats))
+    return RunnerBench(
+        paired=paired,
+        worker_start_s=one[0] - one[1],
+        one_worker_s=one[0],
+        two_workers_s=two[0],
+        inside_runs_one_s=one[1],
+        inside_runs_two_s=two[1],
+        machine_speedup=machine_speedup(),
+        peak_memory_mib=max(one[2], two[2]),
+    )
+
+
+def render(bench: RunnerBench, specs: list[RunSpec], repeats: int) -> str:
+    """:return: the measurements as the lines ``python -m rlnorm.bench_runner`` prints"""
+    spec, paired = specs[0], bench.paired
+    evaluation = paired.evaluation / paired.bare
+    rest = (paired.runner - paired.evaluation) / paired.bare - 1
+    busy = bench.inside_runs_two_s / (2 * bench.two_workers_s)
+    slowdown = bench.inside_runs_two_s / bench.inside_runs_one_s
+    # The speed-up is 2 x (how busy the runner keeps both workers) / (how much a run slows when another runs
+    # beside it) x (a worker's start): the first is the runner's, the second the machine's.
+    return "\n".join([
+        f"{len(specs)} runs of {spec.algo} {spec.env_id}, {spec.timesteps} steps each, evaluation every "
+        f"{spec.eval.every} steps x {spec.eval.episodes} episodes",
+        f"per run, paired (median over {len(specs)} runs, [quartiles]):",
+        f"  bare model.learn               {np.median(paired.bare):6.1f} s",
+        f"  runner (run_one)               {np.median(paired.runner):6.1f} s   overhead {_quartiles(bench.overhead)}",
+        f"    evaluation                   {np.median(paired.evaluation):6.1f} s   {_quartiles(evaluation)}",
+        f"    the rest (files, probe, ...)            {_quartiles(rest)}",
+        f"worker start (spawn, imports)    {bench.worker_start_s:6.1f} s   {bench.worker_start:+.1%}"
+        f"   paid once per worker: here over {len(specs)} runs",
+        f"runner overhead in all:                    {np.median(bench.overhead) + bench.worker_start:+.1%}"
+        "   (target <= +10 %)",
+        f"runner, 1 worker:              {bench.one_worker_s:6.1f} s   (best of {repeats})",
+        f"runner, 2 workers:             {bench.two_workers_s:6.1f} s   speed-up "
+        f"{bench.one_worker_s / bench.two_workers_s:.2f}x (target >= 1.8x), of which",
+        f"  workers busy                          {busy:.0%} of the time",
+        f"  a run beside another takes            {slowdown:.2f}x as long as alone",
+        f"  this machine's 2 processes of pure Python: {bench.machine_speedup:.2f}x",
+        f"peak memory of a worker:       {bench.peak_memory_mib:6.0f} MiB (target <= 1024 MiB)",
+    ])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m rlnorm.bench_runner", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=16, help="number of equal runs (default: 16)")
     parser.add_argument("--timesteps", type=int, help="steps per run (default: the config's budget)")
     parser.add_argument("--repeats", type=int, default=2, help="repeats of each worker count, best kept (default: 2)")
-    parser.add_argument("--config", type=Path, default=QUICK, help="config giving the task and evaluation")
+    parser.add_argument("--config", type=Path, default=QUICK,
+                        help=f"config giving the task and evaluation (default: {QUICK}, from the repository root)")
     args = parser.parse_args(argv)
+    if not args.config.is_file():
+        parser.error(f"--config {args.config}: no such file (run from the repository root, or name a study config)")
     specs = bench_specs(args.config, args.runs, args.timesteps)
-    spec = specs[0]
-    print(
-        f"{args.runs} runs of {spec.algo} {spec.env_id}, {spec.timesteps} steps each, evaluation every "
-        f"{spec.eval.every} steps x {spec.eval.episodes} episodes"
-    )
-    paired = time_paired(specs)
-    overhead = paired.runner / paired.bare - 1
-    evaluation = paired.evaluation / paired.bare
-    rest = (paired.runner - paired.evaluation) / paired.bare - 1
-    one, two = [], []
-    for _ in range(args.repeats):
-        one.append(time_runner(specs, 1))
-        two.append(time_runner(specs, 2))
-    (one_s, inside_s, peak_one), (two_s, inside_two_s, peak_two) = min(one), min(two)
-    start = (one_s - inside_s) / paired.bare.sum()
-    print(f"per run, paired (median over {len(specs)} runs, [quartiles]):")
-    print(f"  bare model.learn               {np.median(paired.bare):6.1f} s")
-    print(f"  runner (run_one)               {np.median(paired.runner):6.1f} s   overhead {_quartiles(overhead)}")
-    print(f"    evaluation                   {np.median(paired.evaluation):6.1f} s   {_quartiles(evaluation)}")
-    print(f"    the rest (files, probe, ...)            {_quartiles(rest)}")
-    print(
-        f"worker start (spawn, imports)    {one_s - inside_s:6.1f} s   {start:+.1%}"
-        f"   paid once per worker: here over {len(specs)} runs"
-    )
-    print(f"runner overhead in all:                    {np.median(overhead) + start:+.1%}   (target <= +10 %)")
-    print(f"runner, 1 worker:              {one_s:6.1f} s   (best of {args.repeats})")
-    print(f"runner, 2 workers:             {two_s:6.1f} s   speed-up {one_s / two_s:.2f}x (target >= 1.8x), of which")
-    # The speed-up is 2 x (how busy the runner keeps both workers) / (how much a run slows when another runs
-    # beside it) x (a worker's start): the first is the runner's, the second the machine's.
-    print(f"  workers busy                          {inside_two_s / (2 * two_s):.0%} of the time")
-    print(f"  a run beside another takes            {inside_two_s / inside_s:.2f}x as long as alone")
-    print(f"  this machine's 2 processes of pure Python: {machine_speedup():.2f}x")
-    print(f"peak memory of a worker:       {max(peak_one, peak_two):6.0f} MiB (target <= 1024 MiB)")
+    print(render(measure(specs, args.repeats), specs, args.repeats))
 
 
 def _quartiles(ratios: np.ndarray) -> str:
