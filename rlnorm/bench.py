@@ -20,8 +20,9 @@ from rlnorm.agents import load_agent
 from rlnorm.config import ALGORITHMS
 from rlnorm.norms import validate_norm
 from rlnorm.policies import use_fast_optimizers
+from rlnorm.provenance import code_revision, hardware, versions
 from rlnorm.results import BENCH_REFERENCE
-from rlnorm.run import hardware, versions, write_json
+from rlnorm.run import write_json
 
 CORE_NORMS = ("none", "bn", "mobn", "wn", "wn+mobn", "ln")
 PLAIN = BENCH_REFERENCE
@@ -158,7 +159,7 @@ def training_times(
 
 
 def write_bench_record(path: str | Path, command: str, timesteps: dict[str, int], times: dict[str, dict]) -> Path:
-    """Write the paired training times that ``rlnorm report`` answers claim 4 with (DESIGN §7), when the
+    """Write the paired training times that ``rlnorm report`` answers claim 4 with (docs/method.md#verdicts), when the
     record lies in the study's results directory as :data:`~rlnorm.results.BENCH_RECORD`.
 
     :param path: the file
@@ -171,6 +172,7 @@ def write_bench_record(path: str | Path, command: str, timesteps: dict[str, int]
         "command": command,
         "hardware": hardware(),
         "versions": versions(),
+        "code": code_revision(),
         "training_time_s": {task: {"timesteps": timesteps[task], "times": times[task]} for task in times},
     }
     path = Path(path)

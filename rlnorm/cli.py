@@ -107,11 +107,14 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         measured = probe_run(args.run, n_steps=args.steps, n_draws=args.draws, n_probe=args.states)
     except (ValueError, FileNotFoundError) as error:
         return _fail(args, error)
-    print("| network | layer | minibatch noise | train/eval gap |\n|---|---|---|---|")
-    for network, measurement in measured.items():
-        print(f"| {network} | output | {measurement.noise:.4g} | {measurement.gap:.4g} |")
-        for layer, noise in measurement.noise_per_layer.items():
-            print(f"| {network} | {layer} | {noise:.4g} | {measurement.gap_per_layer[layer]:.4g} |")
+    print("| network | layer | B | minibatch noise | train/eval gap | relative noise | noise excess kurtosis |\n"
+          "|---|---|---|---|---|---|---|")
+    for network, m in measured.items():
+        rows = {"output": (m.noise, m.gap, m.relative_noise, m.noise_excess_kurtosis)}
+        rows.update({layer: (m.noise_per_layer[layer], m.gap_per_layer[layer], m.relative_noise_per_layer[layer],
+                             m.noise_excess_kurtosis_per_layer[layer]) for layer in m.noise_per_layer})
+        for layer, values in rows.items():
+            print(f"| {network} | {layer} | {m.batch_size} | " + " | ".join(f"{value:.4g}" for value in values) + " |")
     return 0
 
 

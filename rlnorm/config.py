@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,7 @@ class NormVariant:
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """The minibatch-noise probe run at evaluation points (DESIGN §5).
+    """The minibatch-noise probe run at evaluation points (docs/method.md#the-noise-probe).
 
     :param enabled: whether to probe
     :param every: least environment steps between two probes (probes happen at evaluations)
@@ -395,6 +396,7 @@ def _parse_task(
     if "norms" in overrides:
         variants = _parse_variants(overrides["norms"], f"{where}.norms")
     _check_variants_fit(algo, variants, f"{where}.norms" if "norms" in overrides else "norms")
+    _check_ghost_batches_fit(algo, env_id, variants, f"{where}.norms" if "norms" in overrides else "norms")
     return Task(algo, env_id, seeds, timesteps, evaluation, probe, variants)
 
 
@@ -438,10 +440,44 @@ def _check_variants_fit(algo: str, variants: list[NormVariant], where: str) -> N
                 f"{where}: variant {variant.name!r} has norm_in {variant.norm_in!r}, which {algo} "
                 f"does not allow; allowed: {', '.join(ALGORITHMS[algo].norm_in)}"
             )
+        if algo == "a2c" and variant.norm_mode == "consistent":
+            raise ConfigError(
+                f"{where}: variant {variant.name!r} has norm_mode 'consistent', which makes PPO's ratio compare "
+                "train-mode outputs; a2c forms no ratio: use sb3, frozen or fixed"
+            )
         if ALGORITHMS[algo].policy_class is None and (variant.norm != "none" or variant.norm_mode != "sb3"):
             raise ConfigError(
                 f"{where}: {algo} runs as published, with its own normalization; its only variant is "
                 f"norm none (e.g. `- {algo}: {{norm: none}}`), not {variant.name!r}"
+            )
+
+
+def smallest_training_batch(algo: str, env_id: str) -> int:
+    """:return: the fewest samples a train-mode batch of the agent holds: PPO's minibatch, or the smaller last
+    one of a rollout that the minibatch size does not divide; A2C's whole rollout; off-policy, the batch size"""
+    agent = load_agent(algo, env_id)
+    defaults = {name: parameter.default for name, parameter in inspect.signature(agent.algo_class).parameters.items()}
+    hyperparameters = {**defaults, **agent.algo_kwargs}
+    if algo not in ("ppo", "a2c"):
+        return hyperparameters["batch_size"]
+    rollout = hyperparameters["n_steps"] * agent.n_envs
+    if algo == "a2c":
+        return rollout
+    return min(hyperparameters["batch_size"], rollout % hyperparameters["batch_size"] or rollout)
+
+
+def _check_ghost_batches_fit(algo: str, env_id: str, variants: list[NormVariant], where: str) -> None:
+    dosed = [variant for variant in variants if variant.norm_kwargs.get("ghost_batches", 1) > 1]
+    if not dosed:
+        return
+    batch = smallest_training_batch(algo, env_id)
+    for variant in dosed:
+        ghost_batches = variant.norm_kwargs["ghost_batches"]
+        if batch // ghost_batches < 2:
+            raise ConfigError(
+                f"{where}: variant {variant.name!r} splits batches into ghost_batches={ghost_batches}, but "
+                f"{algo} on {env_id} trains on batches of {batch} samples: a ghost batch needs at least 2; "
+                f"allowed: ghost_batches <= {batch // 2}"
             )
 
 

@@ -1,6 +1,6 @@
 """Metrics of one run, computed on its evaluation curve: mean returns y_t at environment steps x_t.
 
-Pure functions on numpy arrays, with the definitions of DESIGN §6 so two people compute the same
+Pure functions on numpy arrays, with the definitions of docs/method.md#metrics so two people compute the same
 number. The dispersion and risk metrics follow Chan et al. (2020) and are divided by the curve's range
 (95th percentile of y minus y_0) so runs that learn to different levels can be compared. A run whose
 range is zero or negative (a flat curve, or one that never rose above its start) has no scale to divide

@@ -1,6 +1,6 @@
 """Normalization layers and their registry.
 
-Every norm is placed after a hidden ``nn.Linear`` and before its activation (DESIGN §3), except
+Every norm is placed after a hidden ``nn.Linear`` and before its activation (docs/method.md#norms), except
 ``pnorm``, which divides the last hidden layer's activations by their norm right before the output
 layer. The output layer itself is never normalized.
 
@@ -11,7 +11,8 @@ module appended after that layer's activation. Keyword arguments of the factory 
 (``norm_kwargs``); anything else is rejected by name.
 
 Layers that keep running statistics name their buffers ``running_*`` and update them in place: SB3
-copies exactly those buffers to target networks, by reference, collected once at set-up (DESIGN §4.2).
+copies exactly those buffers to target networks, by reference, collected once at set-up
+(docs/method.md#sb3-and-the-norms).
 """
 
 from __future__ import annotations
@@ -49,17 +50,63 @@ def _check_batch_statistics_possible(layer: str, x: torch.Tensor) -> None:
 STATISTICS_SOURCES = ("batch", "batch_only", "running", "fixed")
 
 
+def check_ghost_batches(ghost_batches: Any) -> int:
+    """:param ghost_batches: the number of ghost batches a batch is split into
+    :return: it, checked: an integer of at least 1 (1 is the plain layer)"""
+    if isinstance(ghost_batches, bool) or not isinstance(ghost_batches, int) or ghost_batches < 1:
+        raise ValueError(f"ghost_batches must be an integer >= 1 (1: the plain layer), got {ghost_batches!r}")
+    return ghost_batches
+
+
+def ghost_batch_moments(x: torch.Tensor, ghost_batches: int, correction: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and variance each row is normalized with when the batch is split into ghost batches.
+
+    The batch is split as ``torch.tensor_split(x, ghost_batches)`` splits it: consecutive parts whose
+    sizes differ by at most one, the larger ones first. Computed on at most two reshaped views rather than
+    part by part, so that 16 ghost batches cost about what one does.
+
+    :param x: a batch, one sample per row
+    :param ghost_batches: k, the number of parts
+    :param correction: 0 for the biased variance (batch norm), 1 for the unbiased one (batch renorm)
+    :return: (mean, variance), each of ``x``'s shape: row i holds the moments of the part holding row i
+    """
+    size, larger = divmod(x.shape[0], ghost_batches)
+    if size < 2:
+        raise ValueError(
+            f"ghost_batches={ghost_batches} splits a batch of {x.shape[0]} samples into ghost batches of {size}, "
+            f"and a ghost batch needs at least 2 samples: use batches of at least {2 * ghost_batches} samples "
+            "or fewer ghost batches"
+        )
+    means, variances = [], []
+    split = larger * (size + 1)
+    for rows, parts in ((x[:split], larger), (x[split:], ghost_batches - larger)):
+        if parts:
+            grouped = rows.reshape(parts, -1, *x.shape[1:])
+            var, mean = torch.var_mean(grouped, dim=1, keepdim=True, correction=correction)
+            means.append(mean.expand_as(grouped).reshape(-1, *x.shape[1:]))
+            variances.append(var.expand_as(grouped).reshape(-1, *x.shape[1:]))
+    return torch.cat(means), torch.cat(variances)
+
+
 class BatchStatisticsNorm(nn.Module):
     """Base of the norms that keep running statistics (bn, mobn, brn): where train mode takes them from.
 
+    With ``ghost_batches`` k > 1 (Hoffer et al. 2017's ghost batch normalization), a train-mode call that
+    normalizes with batch statistics splits its batch into k consecutive, near-equal parts and normalizes
+    each with its own statistics (:func:`ghost_batch_moments`); the running statistics are still updated
+    once per call, from the whole batch, and eval mode is unchanged. This raises the minibatch noise about
+    √k-fold and changes nothing else: a noise dose.
+
     :param momentum: weight of the newest batch in the running statistics
+    :param ghost_batches: k, the number of ghost batches (1: the plain layer)
     """
 
-    def __init__(self, momentum: float) -> None:
+    def __init__(self, momentum: float, ghost_batches: int = 1) -> None:
         super().__init__()
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{type(self).__name__} momentum must be in [0, 1], got {momentum}")
         self.momentum = momentum
+        self.ghost_batches = check_ghost_batches(ghost_batches)
         self.statistics = "batch"
         # A buffer, so that a saved model keeps its fixed statistics fixed.
         self.register_buffer("statistics_fixed", torch.tensor(False))
@@ -86,6 +133,8 @@ class BatchStatisticsNorm(nn.Module):
             var, mean = torch.var_mean(x, dim=0, correction=0)
             if self.statistics == "batch":
                 self._update_running(mean.detach(), var.detach() * x.shape[0] / (x.shape[0] - 1))
+            if self.ghost_batches > 1:
+                return ghost_batch_moments(x, self.ghost_batches)
             return mean, var
         mean, var = self.running_mean.clone(), self._running_var().clone()
         if self.statistics == "running" or self._awaiting_first_batch:
@@ -122,10 +171,11 @@ class BatchNorm(BatchStatisticsNorm):
     :param num_features: number of features
     :param momentum: weight of the newest batch in the running statistics
     :param eps: added to the variance before the square root
+    :param ghost_batches: ghost batches per train-mode batch (see :class:`BatchStatisticsNorm`)
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
-        super().__init__(momentum)
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1) -> None:
+        super().__init__(momentum, ghost_batches)
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
@@ -133,7 +183,7 @@ class BatchNorm(BatchStatisticsNorm):
         self.register_buffer("running_var", torch.ones(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.statistics == "batch":
+        if not self.training or (self.statistics == "batch" and self.ghost_batches == 1):
             if self.training:
                 _check_batch_statistics_possible("bn", x)
             # In train mode torch updates the running statistics in place (unbiased variance).
@@ -148,7 +198,7 @@ class BatchNorm(BatchStatisticsNorm):
         return scale, self.bias - self.running_mean * scale
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, momentum={self.momentum}, eps={self.eps}"
+        return f"{self.weight.shape[0]}, momentum={self.momentum}, eps={self.eps}, ghost_batches={self.ghost_batches}"
 
 
 class MeanOnlyBatchNorm(BatchStatisticsNorm):
@@ -159,10 +209,11 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
 
     :param num_features: number of features
     :param momentum: weight of the newest batch in the running mean
+    :param ghost_batches: ghost batches per train-mode batch (see :class:`BatchStatisticsNorm`)
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.1) -> None:
-        super().__init__(momentum)
+    def __init__(self, num_features: int, momentum: float = 0.1, ghost_batches: int = 1) -> None:
+        super().__init__(momentum, ghost_batches)
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
 
@@ -170,7 +221,7 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
         # One pass over the batch: the shift (bias - mean) is a vector.
         if not self.training:
             return x + (self.bias - self.running_mean)
-        if self.statistics == "batch":
+        if self.statistics == "batch" and self.ghost_batches == 1:
             _check_batch_statistics_possible("mobn", x)
             batch_mean = x.mean(dim=0)
             # detach() rather than a no_grad block: the same update, without a context manager per call.
@@ -194,7 +245,7 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
         return torch.ones_like(self.bias), self.bias - self.running_mean
 
     def extra_repr(self) -> str:
-        return f"{self.bias.shape[0]}, momentum={self.momentum}"
+        return f"{self.bias.shape[0]}, momentum={self.momentum}, ghost_batches={self.ghost_batches}"
 
 
 class BatchRenorm(BatchStatisticsNorm):
@@ -206,12 +257,18 @@ class BatchRenorm(BatchStatisticsNorm):
     is batch norm; afterwards batch statistics are corrected towards the running ones with r clipped to
     [1/r_max, r_max] and d to [-d_max, d_max].
 
+    The count of updates is a float buffer, ``running_batches``, rather than torch's int64
+    ``num_batches_tracked``: SB3 copies ``running_*`` buffers to a target network with a Polyak update,
+    which cannot write into an integer tensor, and a target that scores its own batch (``consistent``
+    mode) must leave warm-up when its online network does.
+
     :param num_features: number of features
     :param momentum: weight of the newest batch in the running statistics
     :param eps: added to the variance before the square root
     :param warmup_steps: train-mode calls that behave as plain batch norm
     :param r_max: clip of the scale correction
     :param d_max: clip of the shift correction
+    :param ghost_batches: ghost batches per train-mode batch (see :class:`BatchStatisticsNorm`)
     """
 
     def __init__(
@@ -222,15 +279,17 @@ class BatchRenorm(BatchStatisticsNorm):
         warmup_steps: int = 100_000,
         r_max: float = 3.0,
         d_max: float = 5.0,
+        ghost_batches: int = 1,
     ) -> None:
-        super().__init__(momentum)
+        super().__init__(momentum, ghost_batches)
         self.eps, self.warmup_steps = eps, warmup_steps
         self.r_max, self.d_max = r_max, d_max
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        # float64 counts exactly far beyond any training run's number of updates.
+        self.register_buffer("running_batches", torch.tensor(0.0, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -238,13 +297,15 @@ class BatchRenorm(BatchStatisticsNorm):
         elif self.statistics in ("batch", "batch_only"):
             _check_batch_statistics_possible("brn", x)
             batch_mean, batch_var = x.mean(dim=0), x.var(dim=0)
-            if self.num_batches_tracked > self.warmup_steps:
-                running_std = (self.running_var + self.eps).sqrt()
-                r = ((batch_var + self.eps).sqrt() / running_std).detach().clamp(1 / self.r_max, self.r_max)
-                d = ((batch_mean - self.running_mean) / running_std).detach().clamp(-self.d_max, self.d_max)
-                mean, var = batch_mean - d * batch_var.sqrt() / r, batch_var / r**2
+            if self.ghost_batches > 1:
+                mean, var = ghost_batch_moments(x, self.ghost_batches, correction=1)
             else:
                 mean, var = batch_mean, batch_var
+            if self.running_batches > self.warmup_steps:
+                running_std = (self.running_var + self.eps).sqrt()
+                r = ((var + self.eps).sqrt() / running_std).detach().clamp(1 / self.r_max, self.r_max)
+                d = ((mean - self.running_mean) / running_std).detach().clamp(-self.d_max, self.d_max)
+                mean, var = mean - d * var.sqrt() / r, var / r**2
             if self.statistics == "batch":
                 self._update_running(batch_mean.detach(), batch_var.detach())
         else:
@@ -254,7 +315,7 @@ class BatchRenorm(BatchStatisticsNorm):
     @torch.no_grad()
     def _update_running(self, batch_mean: torch.Tensor, batch_var: torch.Tensor) -> None:
         super()._update_running(batch_mean, batch_var)
-        self.num_batches_tracked.add_(1)
+        self.running_batches.add_(1)
 
     def eval_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:return: (scale, shift) such that the eval-mode output is ``x * scale + shift``."""
@@ -267,7 +328,7 @@ class SpectralNormWeight(nn.Module):
 
     Unlike torch's, the power-iteration vectors are buffers named ``running_u`` / ``running_v`` and are
     updated in place, so SB3 hard-copies them to target networks; with torch's ``_u`` / ``_v`` a target
-    network in eval mode keeps its initial vectors and its spectral norm drifts (DESIGN §4.2).
+    network in eval mode keeps its initial vectors and its spectral norm drifts (docs/method.md#sb3-and-the-norms).
 
     :param weight: the weight being parametrized (to size and warm up the vectors)
     :param n_power_iterations: power iterations per train-mode forward
@@ -322,8 +383,9 @@ class NormalizedLinear(nn.Module):
     Folding: in eval mode an affine norm (bn, mobn, brn, or none after a reparametrized weight) is one
     Linear. When :meth:`start_folding` has been called (SB3 policies here do it when a rollout starts),
     eval-mode calls without gradients use that Linear, computed once and cached until the layer next
-    runs in train mode or with gradients, loads a state dict, or :meth:`stop_folding` is called. The
-    output is the same up to float rounding; the rollout no longer pays for the norm.
+    runs in train mode or with gradients, or :meth:`stop_folding` is called, or any of its parameters or
+    buffers changes: replaced (``policy.load_from_vector``, ``load_state_dict``) or edited in place by a
+    torch operation. The output is the same up to float rounding; the rollout no longer pays for the norm.
 
     :param linear: the hidden layer
     :param norm: the layer after it (``nn.Identity`` for weight-only norms)
@@ -349,6 +411,10 @@ class NormalizedLinear(nn.Module):
         self._foldable = isinstance(self.norm, nn.Identity) or hasattr(self.norm, "eval_affine")
         self._folding = False
         self._folded: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # What the fold is computed from, and their (storage, version) when it was: a replaced tensor has a
+        # new data_ptr(), an in-place edit a new _version, either of which makes the fold stale.
+        self._fold_sources = [*self.parameters(), *self.buffers()]
+        self._folded_from: list[tuple[int, int]] = []
         # This layer and its submodules (3 to 6 with a parametrization), in a plain list: see train().
         self._layer_modules = list(self.modules())
 
@@ -372,8 +438,9 @@ class NormalizedLinear(nn.Module):
             if self.training and self._awaiting_data:
                 self._initialize_from(x)
         elif self._folding:
-            if self._folded is None:
-                self._folded = self._fold()
+            sources = [(tensor.data_ptr(), tensor._version) for tensor in self._fold_sources]
+            if self._folded is None or sources != self._folded_from:
+                self._folded, self._folded_from = self._fold(), sources
             return F.linear(x, *self._folded)
         # .forward rather than __call__: the wrapper's own call already pays for hooks and dispatch.
         return self.norm.forward(F.linear(x, self.effective_weight(), self.linear.bias))
@@ -442,7 +509,7 @@ def _weight_normalized(linear: nn.Linear, init: str) -> nn.Linear:
         with torch.no_grad():
             linear.weight.normal_(0.0, 0.05)
     # Registered after any initialization of the plain weight, so g = row norms of that weight and the
-    # effective initial weight is exactly the one SB3 set (DESIGN §4.4).
+    # effective initial weight is exactly the one SB3 set (docs/method.md#sb3-and-the-norms).
     return weight_norm(linear)
 
 
@@ -451,14 +518,24 @@ def no_norm(linear: nn.Linear) -> nn.Module:
     return linear
 
 
-def batch_norm(linear: nn.Linear, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
-    """:return: ``linear`` followed by batch norm."""
-    return NormalizedLinear(linear, BatchNorm(linear.out_features, momentum=momentum, eps=eps))
+def _without_bias(linear: nn.Linear) -> nn.Linear:
+    # A batch-statistics norm subtracts the batch mean, which cancels a bias before it (Ioffe & Szegedy 2015,
+    # §3.2): in sb3 mode that bias would learn only float rounding, which Adam's small eps turns into a
+    # random walk, and in frozen or fixed mode it would learn the same shift as the norm's own bias.
+    linear.register_parameter("bias", None)
+    return linear
 
 
-def mean_only_batch_norm(linear: nn.Linear, momentum: float = 0.1) -> nn.Module:
-    """:return: ``linear`` followed by mean-only batch norm."""
-    return NormalizedLinear(linear, MeanOnlyBatchNorm(linear.out_features, momentum=momentum))
+def batch_norm(linear: nn.Linear, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1) -> nn.Module:
+    """:return: ``linear``, without its bias, followed by batch norm."""
+    norm = BatchNorm(linear.out_features, momentum=momentum, eps=eps, ghost_batches=ghost_batches)
+    return NormalizedLinear(_without_bias(linear), norm)
+
+
+def mean_only_batch_norm(linear: nn.Linear, momentum: float = 0.1, ghost_batches: int = 1) -> nn.Module:
+    """:return: ``linear``, without its bias, followed by mean-only batch norm."""
+    norm = MeanOnlyBatchNorm(linear.out_features, momentum=momentum, ghost_batches=ghost_batches)
+    return NormalizedLinear(_without_bias(linear), norm)
 
 
 def weight_norm_linear(linear: nn.Linear, init: str = "default") -> nn.Module:
@@ -466,10 +543,13 @@ def weight_norm_linear(linear: nn.Linear, init: str = "default") -> nn.Module:
     return NormalizedLinear(_weight_normalized(linear, init), data_init=init == "data")
 
 
-def weight_norm_mean_only_batch_norm(linear: nn.Linear, init: str = "default", momentum: float = 0.1) -> nn.Module:
-    """:return: weight-normalized ``linear`` followed by mean-only batch norm (Salimans & Kingma's pair)."""
-    norm = MeanOnlyBatchNorm(linear.out_features, momentum=momentum)
-    return NormalizedLinear(_weight_normalized(linear, init), norm, data_init=init == "data")
+def weight_norm_mean_only_batch_norm(
+    linear: nn.Linear, init: str = "default", momentum: float = 0.1, ghost_batches: int = 1
+) -> nn.Module:
+    """:return: weight-normalized ``linear``, without its bias, followed by mean-only batch norm (Salimans &
+    Kingma's pair)."""
+    norm = MeanOnlyBatchNorm(linear.out_features, momentum=momentum, ghost_batches=ghost_batches)
+    return NormalizedLinear(_weight_normalized(_without_bias(linear), init), norm, data_init=init == "data")
 
 
 def layer_norm(linear: nn.Linear, eps: float = 1e-5) -> nn.Module:
@@ -489,10 +569,11 @@ def batch_renorm(
     warmup_steps: int = 100_000,
     r_max: float = 3.0,
     d_max: float = 5.0,
+    ghost_batches: int = 1,
 ) -> nn.Module:
-    """:return: ``linear`` followed by batch renormalization (CrossQ's defaults)."""
-    norm = BatchRenorm(linear.out_features, momentum, eps, warmup_steps, r_max, d_max)
-    return NormalizedLinear(linear, norm)
+    """:return: ``linear``, without its bias, followed by batch renormalization (CrossQ's defaults)."""
+    norm = BatchRenorm(linear.out_features, momentum, eps, warmup_steps, r_max, d_max, ghost_batches)
+    return NormalizedLinear(_without_bias(linear), norm)
 
 
 def spectral_norm(linear: nn.Linear, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:
@@ -576,10 +657,16 @@ def validate_norm(name: str, norm_kwargs: dict[str, Any] | None = None) -> NormS
     :return: its specification
     """
     spec = get_norm(name)
-    for key in norm_kwargs or {}:
+    for key, value in (norm_kwargs or {}).items():
         if key not in spec.options:
             allowed = ", ".join(spec.options) if spec.options else "none"
-            raise ValueError(f"norm {name!r} has no option {key!r}; its options: {allowed}")
+            hint = ""
+            if key == "ghost_batches":
+                with_statistics = ", ".join(n for n, s in _REGISTRY.items() if s.batch_statistics)
+                hint = f" (ghost batches split the batch of norms with batch statistics: {with_statistics})"
+            raise ValueError(f"norm {name!r} has no option {key!r}; its options: {allowed}{hint}")
+        if key == "ghost_batches":
+            check_ghost_batches(value)
     return spec
 
 

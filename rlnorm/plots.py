@@ -90,9 +90,9 @@ CAPTIONS = {
     "Runs share the machine, so use `rlnorm bench` for precise ratios.",
     "bench_cost": "Training throughput relative to SB3's MlpPolicy in the bench record (`rlnorm bench --out`): "
     "one point per paired repeat, the median as the bar; 1 = as fast as plain SB3.",
-    "probe_noise": "Minibatch noise at the networks' outputs over training (DESIGN §5), per norm (SB3 mode, "
-    "default options), mean over runs; line style per network; symmetric log scale where values span orders of "
-    "magnitude.",
+    "probe_noise": "Minibatch noise at the networks' outputs over training (docs/method.md#the-noise-probe), "
+    "per norm (SB3 mode, default options), mean over runs; line style per network; symmetric log scale where "
+    "values span orders of magnitude.",
     "probe_gap": "Train/eval gap at the networks' outputs over training, per norm (SB3 mode, default options), "
     "mean over runs; line style per network.",
     "mode_mismatch": "PPO/A2C mode mismatch: |r - 1| of the probability ratio at the first minibatch of each "
@@ -357,7 +357,7 @@ DISPERSION_COLUMNS = (
 def plot_dispersion(results: Results, colors: dict[str, str]) -> Figure:
     """
     Per task, three panels side by side: the level (final IQM), the across-seed standard deviation and
-    the within-run dispersion, each per core variant (:func:`is_core`) with its CI (DESIGN §7: never
+    the within-run dispersion, each per core variant (:func:`is_core`) with its CI (docs/method.md#verdicts: never
     variance alone).
 
     :param results: the study's results

@@ -8,14 +8,16 @@ network and every usual SB3 policy kwarg keeps working::
     SAC(NormSACPolicy, "Pendulum-v1", policy_kwargs=dict(norm="bn", norm_in="critic"))
 
 Modes are SB3's: rollouts and ``predict`` run in eval mode, gradient steps in train mode, target
-networks always in eval mode (DESIGN §4.1–4.3). For the norms with batch statistics, ``norm_mode``
-takes apart the three mechanisms behind "BN hurts RL" (DESIGN §4c):
+networks always in eval mode (docs/method.md#sb3-and-the-norms). For the norms with batch statistics, ``norm_mode``
+takes apart the three mechanisms behind "BN hurts RL" (docs/method.md#mechanisms-and-norm-modes):
 
 - ``"sb3"`` (default): exactly SB3 — minibatch noise, the train/eval mode switch, and running
   statistics that chase the state distribution the policy makes;
-- ``"consistent"``: no mode switch in the update — PPO/A2C compare against log-probs and values of the
-  pre-update parameters in train mode on the same minibatch; DQN/SAC/TD3 target networks normalize with
-  the statistics of the batch they score — noise and chasing statistics remain;
+- ``"consistent"``: no mode switch in the update — PPO's ratio compares against log-probs of the
+  pre-update parameters in train mode on the same minibatch (values and the value loss are sb3 mode's);
+  DQN/SAC/TD3 target networks normalize with the statistics of the batch they score — noise and chasing
+  statistics remain. Acting stays in eval mode, so the switch is removed from the update only. A2C has no
+  ratio, and its update has no old outputs to make consistent: the mode is refused there;
 - ``"frozen"``: layers normalize with their running statistics in every mode, batches only update them
   — only chasing statistics remain;
 - ``"fixed"``: statistics set from the first training batch and never updated — none of the three.
@@ -23,9 +25,11 @@ takes apart the three mechanisms behind "BN hurts RL" (DESIGN §4c):
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch as th
+from stable_baselines3 import A2C
 from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic
 from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
@@ -36,9 +40,9 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from rlnorm.norms import BatchStatisticsNorm, NormalizedLinear, available_norms, get_norm, normalize_mlp, validate_norm
+from rlnorm.records import NORM_MODES
 
 NORM_IN = ("both", "actor", "critic")
-NORM_MODES = ("sb3", "consistent", "frozen", "fixed")
 #: The statistics source (see :data:`rlnorm.norms.STATISTICS_SOURCES`) of online layers in train mode.
 _ONLINE_STATISTICS = {"sb3": "batch", "consistent": "batch", "frozen": "running", "fixed": "fixed"}
 
@@ -173,11 +177,12 @@ class NormActorCriticPolicy(_NormConfigured, ActorCriticPolicy):
     kept in ``mode_mismatch`` (mean |r - 1|) and ``mode_mismatch_max``, counted in
     ``mode_mismatch_updates``; :class:`rlnorm.callbacks.ModeMismatchCallback` logs it.
 
-    With ``norm_mode="consistent"``, :meth:`evaluate_actions` returns log-probs and values shifted by
-    (eval - train) outputs of the pre-update parameters on the same minibatch: the ratio PPO forms with
-    the rollout's log-probs becomes train(θ) / train(θ_old), exactly 1 before the first step, and the
-    value targets and clipping are relative to the train-mode values. Gradients are unchanged by the
-    shift (it is a constant). It costs two extra forward passes per minibatch.
+    With ``norm_mode="consistent"`` (PPO only), :meth:`evaluate_actions` returns log-probs shifted by the
+    (eval - train) log-probs of the pre-update parameters on the same minibatch: the ratio PPO forms with
+    the rollout's log-probs becomes train(θ) / train(θ_old), exactly 1 before the first step. The shift is
+    a constant, so the log-probs' gradients are unchanged; values, and so the value loss and its gradient,
+    are exactly sb3 mode's. It costs two extra forward passes per minibatch. A2C, which forms no ratio, is
+    refused at its first update.
 
     :param norm: a registered norm name (``rlnorm norms`` lists them)
     :param norm_kwargs: that norm's options
@@ -240,18 +245,27 @@ class NormActorCriticPolicy(_NormConfigured, ActorCriticPolicy):
             self.train(True)
         values, log_prob, entropy = super().evaluate_actions(obs, actions)
         if self.norm_mode == "consistent":
+            _refuse_a2c(sys._getframe(1).f_locals.get("self"))
             with th.no_grad():
                 self._pre_update.train(True)
-                train_values, train_log_prob, _ = self._pre_update.evaluate_actions(obs, actions)
+                _, train_log_prob, _ = self._pre_update.evaluate_actions(obs, actions)
                 self._pre_update.train(False)
-                eval_values, eval_log_prob_before, _ = self._pre_update.evaluate_actions(obs, actions)
-            values = values - train_values + eval_values
+                _, eval_log_prob_before, _ = self._pre_update.evaluate_actions(obs, actions)
             log_prob = log_prob - train_log_prob + eval_log_prob_before
         if measuring:
             deviation = (th.exp(log_prob.detach() - eval_log_prob) - 1.0).abs()
             self.mode_mismatch, self.mode_mismatch_max = deviation.mean().item(), deviation.max().item()
             self.mode_mismatch_updates += 1
         return values, log_prob, entropy
+
+
+def _refuse_a2c(caller: Any) -> None:
+    # The policy is built without a reference to its algorithm, so the update that calls it is asked.
+    if isinstance(caller, A2C):
+        raise ValueError(
+            "norm_mode 'consistent' makes PPO's probability ratio compare train-mode outputs; A2C forms no "
+            "ratio, so it has nothing to make consistent: use norm_mode 'sb3', 'frozen' or 'fixed' with A2C"
+        )
 
 
 class NormDQNPolicy(_NormConfigured, DQNPolicy):
@@ -305,7 +319,7 @@ class _NormActorCritics(_NormConfigured):
 class NormSACPolicy(_NormActorCritics, SACPolicy):
     """SB3's ``SACPolicy`` with a norm in the hidden layers of the actor and/or the critics.
 
-    Note SB3's SAC computes the next action with the actor in train mode (DESIGN §4.3).
+    Note SB3's SAC computes the next action with the actor in train mode (docs/method.md#sb3-and-the-norms).
 
     :param norm: a registered norm name (``rlnorm norms`` lists them)
     :param norm_kwargs: that norm's options

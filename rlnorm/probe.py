@@ -1,4 +1,5 @@
-"""The minibatch-noise probe (DESIGN §5): how much a network's output for a state depends on the batch.
+"""The minibatch-noise probe: how much a network's output for a state depends on the batch (the method and its
+theory: docs/method.md#the-noise-probe).
 
 For each probe state x, the probe draws K minibatches of B-1 other states from the same pool, runs
 the network in train mode on [x, others] with gradients off, and keeps the output for x:
@@ -37,32 +38,93 @@ from rlnorm.norms import NormalizedLinear
 class NoiseMeasurement:
     """What the probe measured on one network.
 
+    Noise and gap are in the output's own units, so they grow with the output's scale: a diverged critic
+    looks noisy. ``relative_noise`` and ``noise_excess_kurtosis`` do not depend on that scale.
+
     :param noise: minibatch noise, averaged over probe states and output units
     :param gap: train/eval gap, averaged over probe states and output units
+    :param relative_noise: the noise over the eval-mode spread of the output across probe states, each
+        averaged over the same units (:func:`relative_noise`); nan with fewer than 2 probe states or
+        outputs that do not vary
+    :param noise_excess_kurtosis: the shape of the noise, 0 for Gaussian noise (:func:`noise_excess_kurtosis`);
+        nan where there is no noise
     :param noise_per_output: minibatch noise of each output unit, averaged over probe states
+    :param batch_size: B, the batch size probed at
+    :param pool_size: the number of states the minibatches were drawn from; when it equals ``batch_size``
+        every draw is the same batch and the noise is 0 by construction
     :param noise_per_layer: minibatch noise of each normalized layer's output, by module name
     :param gap_per_layer: train/eval gap of each normalized layer's output, by module name
+    :param relative_noise_per_layer: relative noise of each normalized layer's output, by module name
+    :param noise_excess_kurtosis_per_layer: noise shape of each normalized layer's output, by module name
     """
 
     noise: float
     gap: float
+    relative_noise: float
+    noise_excess_kurtosis: float
     noise_per_output: np.ndarray
+    batch_size: int
+    pool_size: int
     noise_per_layer: dict[str, float] = field(default_factory=dict)
     gap_per_layer: dict[str, float] = field(default_factory=dict)
+    relative_noise_per_layer: dict[str, float] = field(default_factory=dict)
+    noise_excess_kurtosis_per_layer: dict[str, float] = field(default_factory=dict)
+
+
+def relative_noise(draws: torch.Tensor, evals: torch.Tensor) -> float:
+    """Minibatch noise relative to the spread of the output across states: unchanged when a unit's output
+    is scaled. A ratio of averages, so that near-constant units (a policy's logits at initialization, a
+    dead ReLU) cannot dominate it as they would an average of per-unit ratios.
+
+    :param draws: outputs for each probe state in each draw, (states, draws, units)
+    :param evals: eval-mode outputs for each probe state, (states, units)
+    :return: (noise sd over draws, averaged over states and units) / (sd of ``evals`` over states, averaged
+        over units); nan with fewer than 2 states or eval-mode outputs that do not vary
+    """
+    if evals.shape[0] < 2:
+        return math.nan
+    spread = evals.double().std(dim=0).mean().item()
+    return draws.double().std(dim=1).mean().item() / spread if spread > 0 else math.nan
+
+
+def noise_excess_kurtosis(draws: torch.Tensor) -> float:
+    """The shape of the minibatch noise: the excess kurtosis of the draws' deviations from their per-state
+    mean, standardized per (state, unit) and pooled; 0 for Gaussian noise, larger for heavy-tailed noise.
+
+    Standardizing K draws by their own (biased) standard deviation pulls the kurtosis of Gaussian draws
+    down to 3 (K - 1) / (K + 1) on average, exactly; that bias is removed, so Gaussian noise gives 0 for any K.
+
+    :param draws: outputs for each probe state in each draw, (states, draws, units)
+    :return: the excess kurtosis; nan where no (state, unit) has any noise
+    """
+    n_draws = draws.shape[1]
+    deviations = draws.double() - draws.double().mean(dim=1, keepdim=True)
+    second, fourth = deviations.pow(2).mean(dim=1), deviations.pow(4).mean(dim=1)
+    # Deviations at float rounding of the output are not noise.
+    noisy = second.sqrt() > 1e-6 * draws.abs().amax().double().clamp_min(1e-12)
+    if not noisy.any():
+        return math.nan
+    return (fourth[noisy] / second[noisy] ** 2).mean().item() - 3 * (n_draws - 1) / (n_draws + 1)
+
+
+_PLAIN = (bool, int, float, str, type(None))
 
 
 @contextmanager
 def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
-    """Restore every parameter, buffer and mode of ``module`` on exit, in place; the context value is a
-    function that restores the parameters and buffers at any time inside.
+    """Restore every parameter, buffer, mode and plain attribute of ``module`` and its submodules on exit,
+    in place; the context value is a function that restores the parameters and buffers at any time inside.
 
-    In place, because SB3 holds references to running-statistics buffers (DESIGN §4.2). Data-dependent
-    initialization is held off: a probe must not be the batch a layer initializes from.
+    In place, because SB3 holds references to running-statistics buffers (docs/method.md#sb3-and-the-norms).
+    Data-dependent initialization is held off: a probe must not be the batch a layer initializes from.
 
     :param module: the network to protect
     """
     saved = {name: value.detach().clone() for name, value in module.state_dict(keep_vars=True).items()}
-    modes = {sub: sub.training for sub in module.modules()}
+    # Plain attributes too (the mode, a layer waiting for its first batch to fix its statistics...): a
+    # train-mode call may change them, and a probe must not be that call.
+    attributes = {sub: {key: value for key, value in vars(sub).items() if isinstance(value, _PLAIN)}
+                  for sub in module.modules()}
     layers = [layer for layer in module.modules() if isinstance(layer, NormalizedLinear)]
     for layer in layers:
         layer.hold_data_init(True)
@@ -79,10 +141,9 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
         yield restore
     finally:
         restore()
-        for sub, training in modes.items():
-            sub.training = training
-        for layer in layers:
-            layer.hold_data_init(False)
+        # Also ends the hold on data-dependent initialization.
+        for sub, values in attributes.items():
+            vars(sub).update(values)
 
 
 def _layer_outputs(module: nn.Module, recorded: dict[str, torch.Tensor]) -> list:
@@ -168,39 +229,47 @@ def minibatch_noise(
 
     draws = torch.stack(outputs)  # probe states x draws x outputs
     evals = torch.stack(eval_outputs)
-    noise_per_output = draws.std(dim=1).mean(dim=0)
-    gap = (draws.mean(dim=1) - evals).abs().mean()
-    names = list(layer_draws[0]) if layer_draws else []
-    noise_per_layer = {
-        name: torch.stack([per_state[name].std(dim=0).mean() for per_state in layer_draws]).mean().item()
-        for name in names
-    }
-    gap_per_layer = {
-        name: torch.stack(
-            [(per_state[name].mean(dim=0) - evaluated[name]).abs().mean()
-             for per_state, evaluated in zip(layer_draws, eval_layers, strict=True)]
-        ).mean().item()
-        for name in names
+    by_layer = {
+        name: (torch.stack([per_state[name] for per_state in layer_draws]),
+               torch.stack([evaluated[name] for evaluated in eval_layers]))
+        for name in (layer_draws[0] if layer_draws else {})
     }
     return NoiseMeasurement(
-        noise=noise_per_output.mean().item(),
-        gap=gap.item(),
-        noise_per_output=noise_per_output.numpy(),
-        noise_per_layer=noise_per_layer,
-        gap_per_layer=gap_per_layer,
+        noise=draws.std(dim=1).mean().item(),
+        gap=(draws.mean(dim=1) - evals).abs().mean().item(),
+        relative_noise=relative_noise(draws, evals),
+        noise_excess_kurtosis=noise_excess_kurtosis(draws),
+        noise_per_output=draws.std(dim=1).mean(dim=0).numpy(),
+        batch_size=batch_size,
+        pool_size=n_states,
+        noise_per_layer={name: d.std(dim=1).mean().item() for name, (d, _) in by_layer.items()},
+        gap_per_layer={name: (d.mean(dim=1) - e).abs().mean().item() for name, (d, e) in by_layer.items()},
+        relative_noise_per_layer={name: relative_noise(d, e) for name, (d, e) in by_layer.items()},
+        noise_excess_kurtosis_per_layer={name: noise_excess_kurtosis(d) for name, (d, _) in by_layer.items()},
     )
 
 
-def _buffer_rows(buffer: RolloutBuffer | ReplayBuffer, with_actions: bool) -> torch.Tensor:
-    """The stored observations (and actions), one transition per row."""
-    arrays = [buffer.observations, buffer.actions] if with_actions else [buffer.observations]
+def buffer_transitions(model: BaseAlgorithm) -> tuple[np.ndarray, np.ndarray]:
+    """The states of a model's own rollout or replay buffer, as its training batches see them.
+
+    :param model: an SB3 model
+    :return: (observations, actions as the buffer stores them), one transition per row; observations
+        normalized with the model's ``VecNormalize`` statistics where a replay buffer stores them raw (SB3
+        normalizes them when it samples a batch; a rollout buffer stores them normalized already)
+    """
+    buffer = model.rollout_buffer if hasattr(model, "rollout_buffer") else model.replay_buffer
     if isinstance(buffer, RolloutBuffer) and buffer.generator_ready:
         # PPO/A2C flatten the rollout in place, (steps, envs, ...) -> (steps * envs, ...), when they train.
-        rows = [array.reshape(array.shape[0], -1) for array in arrays]
+        observations, actions = buffer.observations, buffer.actions
     else:
         n_rows = buffer.buffer_size if buffer.full else buffer.pos
-        rows = [array[:n_rows].reshape(n_rows * buffer.n_envs, -1) for array in arrays]
-    return torch.as_tensor(np.concatenate(rows, axis=1), dtype=torch.float32)
+        observations, actions = buffer.observations[:n_rows], buffer.actions[:n_rows]
+        observations = observations.reshape(n_rows * buffer.n_envs, *observations.shape[2:])
+        actions = actions.reshape(n_rows * buffer.n_envs, -1)
+    vec_normalize = model.get_vec_normalize_env()
+    if isinstance(buffer, ReplayBuffer) and vec_normalize is not None:
+        observations = vec_normalize.normalize_obs(observations)
+    return observations, actions
 
 
 def policy_networks(
@@ -213,17 +282,13 @@ def policy_networks(
 
     :param model: the model
     :param transitions: (observations, actions as the buffer stores them), one per row; default: the
-        model's own rollout or replay buffer, which must not be empty
+        model's own rollout or replay buffer (:func:`buffer_transitions`), which must not be empty
     :return: network name -> (network, pool of inputs)
     """
     policy = model.policy
-    if transitions is None:
-        buffer = model.rollout_buffer if hasattr(model, "rollout_buffer") else model.replay_buffer
-        observations, pairs = _buffer_rows(buffer, with_actions=False), _buffer_rows(buffer, with_actions=True)
-    else:
-        observed, acted = (array.reshape(array.shape[0], -1) for array in transitions)
-        observations = torch.as_tensor(observed, dtype=torch.float32)
-        pairs = torch.as_tensor(np.concatenate([observed, acted], axis=1), dtype=torch.float32)
+    observed, acted = (array.reshape(array.shape[0], -1) for array in transitions or buffer_transitions(model))
+    observations = torch.as_tensor(observed, dtype=torch.float32)
+    pairs = torch.as_tensor(np.concatenate([observed, acted], axis=1), dtype=torch.float32)
     if observations.shape[0] == 0:
         raise ValueError("the model's buffer is empty: train it (or collect a rollout) before probing")
     if isinstance(policy, ActorCriticPolicy):
@@ -279,6 +344,12 @@ def collect_transitions(
     return np.stack(observations), np.stack(actions)
 
 
+def training_batch_size(model: BaseAlgorithm) -> int:
+    """:param model: an SB3 model
+    :return: the size of its training minibatches (A2C trains on the whole rollout)"""
+    return getattr(model, "batch_size", None) or model.n_steps * model.n_envs
+
+
 def probe_model(
     model: BaseAlgorithm,
     batch_size: int | None = None,
@@ -298,7 +369,7 @@ def probe_model(
     :return: network name -> measurement
     """
     if batch_size is None:
-        batch_size = getattr(model, "batch_size", None) or model.n_steps * model.n_envs
+        batch_size = training_batch_size(model)
     measurements = {}
     for name, (network, pool) in policy_networks(model, transitions).items():
         measurements[name] = minibatch_noise(network, pool, min(batch_size, pool.shape[0]), n_draws, n_probe, seed)
@@ -314,7 +385,8 @@ def running_statistics(module: nn.Module) -> torch.Tensor | None:
 
 
 def statistics_drift(before: torch.Tensor, after: torch.Tensor) -> float:
-    """How far running statistics moved: ‖after - before‖ / ‖before‖ (DESIGN §4c, mechanism (c)).
+    """How far running statistics moved: ‖after - before‖ / ‖before‖ (mechanism (c) of
+    docs/method.md#mechanisms-and-norm-modes).
 
     :param before: a :func:`running_statistics` snapshot
     :param after: a later one of the same network

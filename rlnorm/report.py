@@ -1,4 +1,4 @@
-"""The study report: setup, tables, figures, and a verdict on each claim of DESIGN §7.
+"""The study report: setup, tables, figures, and a verdict on each claim of docs/method.md#verdicts.
 
 Verdict logic. Every claim is made of comparisons of two variants on one quantity, each with an expected
 direction ("bn's final return is below none's"). A comparison's effect size is the probability of
@@ -12,7 +12,7 @@ comparisons of a report form one family for the Holm correction. A comparison is
 - "contradicted" when both hold on the other side;
 - "inconclusive" otherwise, including with too few finished runs (:data:`MIN_RUNS`), and for spreads of
   variants whose final returns do not overlap: a variant that fails on every seed has a small spread
-  too, so spreads are compared only between variants that reach comparable returns (DESIGN §7).
+  too, so spreads are compared only between variants that reach comparable returns (docs/method.md#verdicts).
 
 A claim combines its comparisons (:func:`claim_verdicts` says how for each). Numbers in natural units
 (IQM difference with its CI, standard deviations, means) are printed beside each verdict.
@@ -63,7 +63,7 @@ Task = tuple[str, str]
 
 MECHANISMS = {"a": "minibatch noise", "b": "the mode switch", "c": "chasing statistics"}
 MODE_MECHANISMS = {"sb3": "abc", "consistent": "ac", "frozen": "c", "fixed": ""}
-"""Which mechanisms of DESIGN §4c each norm mode keeps."""
+"""Which mechanisms of docs/method.md#mechanisms-and-norm-modes each norm mode keeps."""
 BATCH_STATISTICS_NORMS = ("bn", "mobn", "wn+mobn", "brn")
 REFERENCE_ALGORITHMS = {"crossq": "sac"}
 """Algorithms run as published beside another (issue 6) -> that algorithm. CrossQ is SAC with Batch Renorm
@@ -270,7 +270,7 @@ def _detail(quantity: Quantity, values: dict[Task, tuple[np.ndarray, np.ndarray]
 class Verdict:
     """The answer to one claim on one scope.
 
-    :param claim: the claim's number in DESIGN §7 (or a mechanism letter for the ladder)
+    :param claim: the claim's number in docs/method.md#verdicts (or a mechanism letter for the ladder)
     :param statement: the claim
     :param scope: ``algo/env`` or ``all tasks``
     :param verdict: supported, contradicted, inconclusive, or "not measured"
@@ -288,7 +288,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of DESIGN §7 and how its comparisons combine.
+    """A claim of docs/method.md#verdicts and how its comparisons combine.
 
     :param number: its number
     :param statement: the claim
@@ -379,7 +379,7 @@ CLAIMS = (
 
 def claim_verdicts(results: Results) -> list[Verdict]:
     """
-    The verdict on each claim of DESIGN §7, per task and over all tasks, before Holm correction (see
+    The verdict on each claim of docs/method.md#verdicts, per task and over all tasks, before Holm correction (see
     :func:`adjust`). A claim whose variants a task lacks is "not measured" there.
 
     Claim 1 is supported if either part is (lower level, or higher spread at comparable levels); claim 2
@@ -430,8 +430,8 @@ def claim_verdicts(results: Results) -> list[Verdict]:
 
 def bench_verdicts(bench: dict[str, Any], claim: Claim) -> list[Verdict]:
     """
-    A cost claim on the bench record's training times (DESIGN §7: the bench, not study runs that share the
-    machine, measures cost): X against Y on each task timed, and over those tasks.
+    A cost claim on the bench record's training times (docs/method.md#verdicts: the bench, not study runs that share
+    the machine, measures cost): X against Y on each task timed, and over those tasks.
 
     :param bench: the bench record (:func:`rlnorm.bench.write_bench_record`)
     :param claim: a claim of one training-time comparison
@@ -486,9 +486,9 @@ class Ladder:
 def mechanism_ladders(results: Results) -> list[Ladder]:
     """
     The ladders of every (task, batch-statistics norm) run in at least two modes. Each step from one mode to
-    the next removes mechanisms (DESIGN §4c); a step that removes exactly one of them tests it, expecting
-    the return to rise when a harmful mechanism is removed. The first step, none -> sb3, is the gap the
-    mechanisms account for; it tests no mechanism.
+    the next removes mechanisms (docs/method.md#mechanisms-and-norm-modes); a step that removes exactly one of
+    them tests it, expecting the return to rise when a harmful mechanism is removed. The first step, none -> sb3,
+    is the gap the mechanisms account for; it tests no mechanism.
 
     :param results: the results
     :return: the ladders, before Holm correction
@@ -682,7 +682,7 @@ Table = tuple[list[str], list[list[str]]]
 
 def run_table(results: Results) -> Table:
     """:param results: the results
-    :return: one row per run: status, progress, the DESIGN §6 metrics and the training time"""
+    :return: one row per run: status, progress, the docs/method.md#metrics metrics and the training time"""
     headers = [
         "run",
         "status",
@@ -924,12 +924,16 @@ def _ladder_blocks(ladders: list[Ladder]) -> list[Block]:
     if not ladders:
         return []
     blocks: list[Block] = [
-        ("h2", "Which mechanism hurts? (DESIGN §4c)"),
+        ("h2", "Which mechanism hurts?"),
         (
             "p",
             "Each rung removes mechanisms: sb3 (a+b+c) -> consistent (a+c) -> frozen (c) -> fixed (none), with "
             "(a) minibatch noise, (b) the mode switch, (c) statistics chasing the policy's state distribution. "
-            "Each step compares the final return of the later rung (X) with the earlier one (Y).",
+            "Each step compares the final return of the later rung (X) with the earlier one (Y). The consistent -> "
+            "frozen step removes (a) but also swaps the batch's current statistics for lagging running ones, and a "
+            "fixed-statistics layer is an affine reparametrization (mobn-fixed a constant shift, bn-fixed a constant "
+            "per-unit affine map; frozen mobn at momentum 0 likewise), so 'fixed rescues' also reads 'no active "
+            "normalization rescues' (the project's docs/method.md, \"Mechanisms and norm modes\").",
         ),
     ]
     blocks.append(("table", verdict_matrix([v for ladder in ladders for v in ladder.verdicts])))
@@ -990,12 +994,13 @@ def report_blocks(results: Results, figures: list[Path], out_dir: Path | None = 
         command = f"rlnorm report {results.path} --out {out_dir}"
         blocks.append(("p", f"To regenerate: {runs}this report, its figures and runs.csv with `{command}`."))
     blocks += [
-        ("h2", "Verdicts (DESIGN §7)"),
+        ("h2", "Verdicts"),
         (
             "p",
             f"Supported or contradicted only when the Holm-adjusted p-value (over all {family} comparisons of "
             f"this report) is below {ALPHA} and the 95 % CI of P(X > Y) excludes 1/2; otherwise inconclusive. "
-            "With few seeds per variant, inconclusive is the expected answer.",
+            "With few seeds per variant, inconclusive is the expected answer. The rules are in the project's "
+            "docs/method.md, \"Verdicts\".",
         ),
         ("table", verdict_matrix(analysis.verdicts)),
         ("table", verdict_table(analysis.verdicts)),
@@ -1087,7 +1092,7 @@ RUN_SUMMARY_COLUMNS = (
 
 
 def write_run_summary(results: Results, path: str | Path) -> Path:
-    """Write one CSV row per run: its variant, status, the DESIGN §6 metrics, the probe at the outputs, its
+    """Write one CSV row per run: its variant, status, the docs/method.md#metrics metrics, the probe at the outputs, its
     times and the processor it ran on, as plain numbers (empty where undefined), for analysis elsewhere.
 
     :param results: the results

@@ -33,11 +33,9 @@ import numpy as np
 
 from rlnorm import metrics
 from rlnorm import stats as st
+from rlnorm.records import NORM_MODES, OUTPUT_LAYER
 
 DONE, FAILED, RUNNING = "done", "failed", "running"
-NORM_MODES = ("sb3", "consistent", "frozen", "fixed")
-"""The norm modes in ladder order, each removing one more mechanism (DESIGN §4c); the same names as
-:data:`rlnorm.policies.NORM_MODES`, repeated here because this module must not import torch."""
 DEFAULT_NORM_MODE = NORM_MODES[0]
 UNDEFINED_DRIFT = 1e9
 """A recorded drift this large is a change relative to all-zero statistics, which has no size (read as nan)."""
@@ -46,9 +44,7 @@ BENCH_RECORD = "bench.json"
 BENCH_REFERENCE = "MlpPolicy"
 """What the bench's throughputs are relative to: SB3's own policy."""
 FINAL_POINTS = 3
-"""Evaluation points averaged into the final return (DESIGN §6)."""
-OUTPUT_LAYER = "output"
-"""The ``layer`` value of probe rows measured at a network's output."""
+"""Evaluation points averaged into the final return (docs/method.md#metrics)."""
 BOOTSTRAP_SEED = 0
 """Seed of every bootstrap here, so that the same results directory always gives the same intervals."""
 
@@ -76,8 +72,13 @@ class ProbeRecord:
     :param timesteps: environment step of the measurement
     :param network: actor, value, q or critic
     :param layer: ``output`` for the network's output, else the module name of a normalized layer
-    :param noise: minibatch noise (DESIGN §5)
+    :param noise: minibatch noise, in the output's units (docs/method.md#the-noise-probe)
     :param gap: train/eval gap
+    :param relative_noise: the noise over the output's spread across probe states (scale-free)
+    :param noise_excess_kurtosis: the noise's excess kurtosis, 0 for Gaussian noise
+    :param batch_size: the B probed at (0 in records written before it was recorded)
+    :param pool_size: the states the minibatches came from (0 likewise); equal to ``batch_size``, the noise
+        is 0 by construction
     """
 
     timesteps: int
@@ -85,6 +86,10 @@ class ProbeRecord:
     layer: str
     noise: float
     gap: float
+    relative_noise: float = math.nan
+    noise_excess_kurtosis: float = math.nan
+    batch_size: int = 0
+    pool_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class DriftRecord:
 
 @dataclass(frozen=True)
 class RunMetrics:
-    """The per-run metrics of DESIGN §6; nan where the curve is too short (or flat) to define them."""
+    """The per-run metrics of docs/method.md#metrics; nan where the curve is too short (or flat) to define them."""
 
     final: float
     auc: float
@@ -453,15 +458,23 @@ def read_run(directory: Path, root: Path) -> Run:
         versions=record.get("versions", {}),
         mismatch=mismatch,
         mismatch_max=mismatch_max,
-        probe=tuple(
-            ProbeRecord(int(row["timesteps"]), row["network"], row["layer"], float(row["noise"]), float(row["gap"]))
-            for row in _read_csv(directory / "probe.csv")
-        ),
+        probe=tuple(_probe_record(row) for row in _read_csv(directory / "probe.csv")),
         drift=tuple(
             DriftRecord(int(row["timesteps"]), row["network"], _defined_drift(float(row["drift"])))
             for row in _read_csv(directory / "statistics.csv")
         ),
         config=config,
+    )
+
+
+def _probe_record(row: dict[str, str]) -> ProbeRecord:
+    # Records written before the scale-free probe lack its columns.
+    return ProbeRecord(
+        int(row["timesteps"]), row["network"], row["layer"], float(row["noise"]), float(row["gap"]),
+        relative_noise=float(row.get("relative_noise", math.nan)),
+        noise_excess_kurtosis=float(row.get("noise_excess_kurtosis", math.nan)),
+        batch_size=int(row.get("batch_size", 0)),
+        pool_size=int(row.get("pool_size", 0)),
     )
 
 
@@ -486,7 +499,7 @@ def read_evaluations(directory: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def run_metrics(steps: np.ndarray, episodes: np.ndarray) -> RunMetrics:
     """
-    The DESIGN §6 metrics of one curve; each is nan when the curve has fewer points than it needs.
+    The docs/method.md#metrics metrics of one curve; each is nan when the curve has fewer points than it needs.
 
     :param steps: evaluation steps
     :param episodes: episode returns, (evaluations, episodes)

@@ -20,8 +20,8 @@ A run directory holds, when the run is finished::
 A directory without ``done.json`` or ``failed.json`` is an interrupted run: the study redoes it.
 
 Training and evaluation are reproducible: one torch thread (bit-identical results on CPU need the same
-thread count, DESIGN §4.6), SB3 seeds Python, numpy, torch and the training envs from ``seed``, and the
-evaluation envs are seeded from ``seed + EVAL_SEED_OFFSET``, so they never replay the training envs'
+thread count, docs/method.md#sb3-and-the-norms), SB3 seeds Python, numpy, torch and the training envs from
+``seed``, and the evaluation envs are seeded from ``seed + EVAL_SEED_OFFSET``, so they never replay the training envs'
 episodes. Evaluation runs the policy in eval mode with deterministic actions, which draw no random
 numbers, so evaluating does not change training.
 """
@@ -34,8 +34,6 @@ import importlib
 import json
 import os
 import platform
-import resource
-import sys
 import time
 import traceback
 import warnings
@@ -48,13 +46,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import sb3_contrib
-import stable_baselines3
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
@@ -64,12 +61,19 @@ from stable_baselines3.common.vec_env import (
     sync_envs_normalization,
 )
 
-import rlnorm
 from rlnorm.agents import AgentSpec, load_agent
 from rlnorm.callbacks import ModeMismatchCallback
 from rlnorm.config import ALGORITHMS, EvalSettings, ProbeSettings, RunSpec
 from rlnorm.policies import NormActorCriticPolicy
-from rlnorm.probe import minibatch_noise, policy_networks, running_statistics, statistics_drift
+from rlnorm.probe import (
+    minibatch_noise,
+    policy_networks,
+    running_statistics,
+    statistics_drift,
+    training_batch_size,
+)
+from rlnorm.provenance import code_revision, hardware, peak_memory_mib, versions
+from rlnorm.records import OUTPUT_LAYER, PROBE_COLUMNS
 
 EVAL_SEED_OFFSET = 1_000_000
 
@@ -95,8 +99,8 @@ class NonFiniteError(RuntimeError):
 
 
 def prepare_process() -> None:
-    """Set this process up for timed, reproducible training: one torch thread (DESIGN §4.6), and torch's
-    compiler stack imported now, since torch imports it (2-3 s) when a process builds its first optimizer,
+    """Set this process up for timed, reproducible training: one torch thread (docs/method.md#sb3-and-the-norms),
+    and torch's compiler stack imported now, since torch imports it (2-3 s) when a process builds its first optimizer,
     which would otherwise land in the first run's time."""
     torch.set_num_threads(1)
     importlib.import_module("torch._dynamo")
@@ -148,9 +152,13 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, float]:
 
     model = build_model(spec, agent, train_env)
     model.set_logger(configure(str(run_dir), ["csv", "tensorboard"] if spec.tensorboard else ["csv"]))
-    mechanisms = MechanismRecorder(spec.probe, run_dir) if spec.probe.enabled else None
-    evaluator = PeriodicEvaluation(eval_env, spec.eval, run_dir / "evaluations.csv", mechanisms)
+    evaluator = PeriodicEvaluation(eval_env, spec.eval, run_dir / "evaluations.csv")
     callbacks: list[BaseCallback] = [evaluator]
+    # An algorithm run as published (CrossQ) has networks the probe does not know.
+    probed = spec.probe.enabled and ALGORITHMS[spec.algo].policy_class is not None
+    mechanisms = MechanismRecorder(spec.probe, run_dir) if probed else None
+    if mechanisms is not None:
+        callbacks.append(mechanisms)
     if isinstance(model.policy, NormActorCriticPolicy):
         callbacks.append(ModeMismatchCallback())
     model.learn(total_timesteps=spec.timesteps, callback=callbacks)
@@ -209,15 +217,11 @@ class PeriodicEvaluation(BaseCallback):
     :param eval_env: the evaluation environments, one per episode, seeded
     :param settings: when and how to evaluate
     :param csv_path: where to append one row per episode
-    :param mechanisms: the probe and statistics drift to record at each evaluation, if any
     """
 
-    def __init__(
-        self, eval_env: VecEnv, settings: EvalSettings, csv_path: Path, mechanisms: MechanismRecorder | None = None
-    ) -> None:
+    def __init__(self, eval_env: VecEnv, settings: EvalSettings, csv_path: Path) -> None:
         super().__init__()
         self.eval_env, self.settings, self.csv_path = eval_env, settings, csv_path
-        self.mechanisms = mechanisms
         self.timesteps: list[int] = []
         self.returns: list[list[float]] = []
         self.lengths: list[list[int]] = []
@@ -263,8 +267,6 @@ class PeriodicEvaluation(BaseCallback):
         self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
         self.next_evaluation = (step // self.settings.every + 1) * self.settings.every
         self.seconds += time.perf_counter() - start
-        if self.mechanisms is not None:
-            self.mechanisms.record(self.model, step)
 
     def save_npz(self, path: Path) -> None:
         """Write the evaluations in RL Zoo's ``evaluations.npz`` layout.
@@ -303,49 +305,63 @@ def eval_mode_throughout(policy: BasePolicy) -> Iterator[None]:
         del policy.set_training_mode  # the class's method again
 
 
-class MechanismRecorder:
-    """Record, at evaluation points, what DESIGN §5 and §4c measure: each network's minibatch noise and
-    train/eval gap (overall and per normalized layer), and the drift of its running statistics.
+class MechanismRecorder(BaseCallback):
+    """Record, every ``settings.every`` environment steps, each network's minibatch noise and train/eval gap
+    (at its output and per normalized layer: :func:`rlnorm.probe.minibatch_noise`), and the drift of its
+    running statistics since the previous record.
 
-    The probe draws from its own generator and restores everything it touches, so recording does not
-    change the training run.
+    The probe draws minibatches of the size the algorithm trains with from the states it trains on:
+    PPO/A2C's whole rollout, probed when it is complete (before the update), and the replay buffer once
+    updates have begun (past ``learning_starts``). It draws from its own generator and restores everything it
+    touches, so recording does not change the training run.
 
-    :param settings: probe size
+    :param settings: probe size and interval
     :param run_dir: where ``probe.csv`` and ``statistics.csv`` go
     """
 
     def __init__(self, settings: ProbeSettings, run_dir: Path) -> None:
+        super().__init__()
         self.settings = settings
         self.probe_csv, self.statistics_csv = run_dir / "probe.csv", run_dir / "statistics.csv"
         self.previous: dict[str, torch.Tensor] = {}
         self.next_probe = 0
         self.seconds = 0.0
-        for path, header in ((self.probe_csv, ["timesteps", "network", "layer", "noise", "gap"]),
-                             (self.statistics_csv, ["timesteps", "network", "drift"])):
+        for path, header in ((self.probe_csv, PROBE_COLUMNS), (self.statistics_csv, ["timesteps", "network", "drift"])):
             with open(path, "w", newline="") as file:
                 csv.writer(file).writerow(header)
 
-    def record(self, model: BaseAlgorithm, step: int) -> None:
-        """:param model: the model being trained
-        :param step: the current environment step
-        """
-        if step < self.next_probe:
-            return
+    def _on_step(self) -> bool:
+        model = self.model
+        # Off-policy: once updates have begun (SB3 trains past learning_starts), so that the probe measures
+        # the noise of training batches drawn from the buffer training draws from.
+        if (not isinstance(model, OnPolicyAlgorithm) and model.num_timesteps >= self.next_probe
+                and model.num_timesteps > model.learning_starts):
+            buffer = model.replay_buffer
+            if (buffer.buffer_size if buffer.full else buffer.pos) * buffer.n_envs >= training_batch_size(model):
+                self.record()
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm) and self.model.num_timesteps >= self.next_probe:
+            self.record()
+
+    def record(self) -> None:
+        """Probe the model now and append the rows."""
         start = time.perf_counter()
-        try:
-            networks = policy_networks(model)
-        except ValueError:
-            return  # nothing collected yet (the evaluation before training)
+        step = self.model.num_timesteps
         self.next_probe = (step // self.settings.every + 1) * self.settings.every
-        batch_size = getattr(model, "batch_size", None) or model.n_steps * model.n_envs
+        batch_size = training_batch_size(self.model)
         probe_rows, drift_rows = [], []
-        for index, (name, (network, pool)) in enumerate(networks.items()):
-            if pool.shape[0] >= 2:
-                measured = minibatch_noise(network, pool, min(batch_size, pool.shape[0]), self.settings.draws,
-                                           self.settings.states, seed=step + index)
-                probe_rows.append([step, name, "output", measured.noise, measured.gap])
-                probe_rows += [[step, name, layer, noise, measured.gap_per_layer[layer]]
-                               for layer, noise in measured.noise_per_layer.items()]
+        for index, (name, (network, pool)) in enumerate(policy_networks(self.model).items()):
+            measured = minibatch_noise(network, pool, batch_size, self.settings.draws, self.settings.states,
+                                       seed=step + index)
+            layers = {OUTPUT_LAYER: (measured.noise, measured.gap, measured.relative_noise,
+                                     measured.noise_excess_kurtosis)}
+            layers.update({layer: (measured.noise_per_layer[layer], measured.gap_per_layer[layer],
+                                   measured.relative_noise_per_layer[layer],
+                                   measured.noise_excess_kurtosis_per_layer[layer])
+                           for layer in measured.noise_per_layer})
+            probe_rows += [[step, name, layer, batch_size, pool.shape[0], *values] for layer, values in layers.items()]
             statistics = running_statistics(network)
             if statistics is not None:
                 if name in self.previous:
@@ -367,40 +383,6 @@ def check_finite(model: BaseAlgorithm, step: int) -> None:
             raise NonFiniteError(f"NaN or inf in {name} at step {step}")
 
 
-def peak_memory_mib() -> float:
-    """:return: the peak resident memory of this process so far (a worker's, over the runs it did), in MiB"""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux counts in KiB, macOS in bytes.
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def hardware() -> str:
-    """:return: the processor model, core count and memory of this machine, in one line"""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        model = names[0] if names else model
-    memory = ""
-    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        memory = f", {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
-    return f"{model}, {os.cpu_count()} cores{memory}"
-
-
-def versions() -> dict[str, str]:
-    """:return: the versions of Python and of the packages that decide a run's numbers"""
-    return {
-        "python": platform.python_version(),
-        "rlnorm": rlnorm.__version__,
-        "torch": torch.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-        "sb3_contrib": sb3_contrib.__version__,
-        "gymnasium": gym.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def _finish(path: Path, record: dict[str, Any], start: float, ok: bool) -> RunResult:
     wall_time_s = time.perf_counter() - start
     record.update(
@@ -410,6 +392,7 @@ def _finish(path: Path, record: dict[str, Any], start: float, ok: bool) -> RunRe
         hardware=hardware(),
         peak_memory_mib=peak_memory_mib(),
         versions=versions(),
+        code=code_revision(),
     )
     write_json(path, record)
     return RunResult(record["run_id"], ok, record.get("reason"), wall_time_s)

@@ -1,6 +1,6 @@
 """Statistics across runs: spread, tail risk, aggregates with bootstrap CIs, and tests between two groups.
 
-Pure functions on numpy arrays (DESIGN §6), in the style of rliable, built on scipy. A "group" is one
+Pure functions on numpy arrays (docs/method.md#metrics), in the style of rliable, built on scipy. A "group" is one
 number per run (typically the final return of each seed); a "task" is one (algo, env) pair, and the
 stratified functions resample runs within each task, as rliable does.
 """

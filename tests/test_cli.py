@@ -40,10 +40,10 @@ def test_probe_on_a_saved_model(smoke_results, capsys):
     assert main(["probe", str(smoke_results / "dqn/CartPole-v1/bn/seed-0"), "--steps", "200"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
     output = next(row for row in rows if row[2].strip() == "output")
-    assert float(output[3]) > 1e-3  # bn on DQN's minibatches of 64 from 200 states: real noise
+    assert float(output[4]) > 1e-3  # bn on DQN's minibatches of 64 from 200 states: real noise
     assert main(["probe", str(smoke_results / "dqn/CartPole-v1/none/seed-0"), "--steps", "200"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
-    assert float(rows[0][3]) == 0.0
+    assert float(rows[0][4]) == 0.0
 
 
 def test_analysis_of_a_directory_that_is_not_a_study_is_one_line(tmp_path, capsys):

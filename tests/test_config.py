@@ -194,6 +194,21 @@ BAD_CONFIGS = {
     "mode without batch statistics": (minimal(norms=[{"ln-frozen": {"norm": "ln", "norm_mode": "frozen"}}]),
                                       ["norm 'ln' has none, so its only mode is 'sb3'"]),
     "not a mapping": ([1, 2], ["expected a mapping"]),
+    "zero ghost batches": (minimal(norms=[{"bn-g": {"norm": "bn", "norm_kwargs": {"ghost_batches": 0}}}]),
+                           ["ghost_batches must be an integer >= 1", "got 0"]),
+    "fractional ghost batches": (minimal(norms=[{"bn-g": {"norm": "bn", "norm_kwargs": {"ghost_batches": 2.5}}}]),
+                                 ["ghost_batches must be an integer >= 1", "got 2.5"]),
+    "ghost batches without batch statistics": (
+        minimal(norms=[{"ln-g": {"norm": "ln", "norm_kwargs": {"ghost_batches": 4}}}]),
+        ["norm 'ln' has no option 'ghost_batches'", "bn, mobn, wn+mobn, brn"]),
+    # DQN CartPole trains on batches of 64: 64 ghost batches would hold one sample each.
+    "too many ghost batches": (
+        minimal(algos={"dqn": ["CartPole-v1"]},
+                norms=[{"bn-g64": {"norm": "bn", "norm_kwargs": {"ghost_batches": 64}}}]),
+        ["variant 'bn-g64' splits batches into ghost_batches=64", "batches of 64 samples", "ghost_batches <= 32"]),
+    "consistent on a2c": (minimal(algos={"a2c": ["CartPole-v1"]}, norms=[{"bn-c": {"norm": "bn",
+                                                                                    "norm_mode": "consistent"}}]),
+                          ["norm_mode 'consistent'", "a2c forms no ratio", "sb3, frozen or fixed"]),
 }
 
 

@@ -1,4 +1,4 @@
-"""Per-run metrics against values worked out by hand (DESIGN §6)."""
+"""Per-run metrics against values worked out by hand (docs/method.md#metrics)."""
 
 import math
 

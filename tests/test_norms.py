@@ -1,4 +1,4 @@
-"""Layer math of the norms (DESIGN §3) and the registry."""
+"""Layer math of the norms (docs/method.md#norms) and the registry."""
 
 import pytest
 import torch
@@ -131,7 +131,7 @@ def test_batch_renorm_is_batch_norm_during_warm_up_then_uses_running_statistics(
     running_mean, running_var = layer.running_mean.clone(), layer.running_var.clone()
     y = layer(x)
     torch.testing.assert_close(y, (x - running_mean) / (running_var + layer.eps).sqrt(), atol=1e-3, rtol=1e-3)
-    assert layer.num_batches_tracked.item() == 3
+    assert layer.running_batches.item() == 3
 
 
 def test_batch_renorm_with_unit_clips_stays_batch_norm():
@@ -187,7 +187,7 @@ def test_data_dependent_init_with_mean_only_batch_norm_sets_only_the_scale():
     layer(x)
     t = pre(x)
     torch.testing.assert_close(t.std(dim=0), torch.ones(5), atol=1e-4, rtol=0)
-    torch.testing.assert_close(pre.bias, torch.zeros(5))
+    assert pre.bias is None  # the mean-only BN's bias is the only shift
 
 
 def test_data_dependent_init_is_not_done_in_eval_mode():
@@ -392,3 +392,97 @@ def test_switching_a_normalized_layers_mode_sets_every_submodule_as_torch_does(n
     assert layer.norm.extra.calls == 3
     with pytest.raises(ValueError, match="boolean"):
         layer.train("eval")
+
+
+# Ghost batches: a noise dose -----------------------------------------------------------------------------
+
+def ghost_reference(norm: str, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Each of torch.tensor_split's parts through a fresh plain layer in train mode, one at a time."""
+    layer = hidden_layer(norm, 6, 5)
+    return torch.cat([layer(part) for part in torch.tensor_split(x, k)])
+
+
+@pytest.mark.parametrize("norm", BATCH_DEPENDENT)
+@pytest.mark.parametrize("batch", [64, 70])  # 70 = 4 x 17 + 2: parts of 18, 18, 17, 17
+def test_ghost_batches_normalize_each_part_with_its_own_statistics(norm, batch):
+    x = torch.randn(batch, 6, generator=torch.Generator().manual_seed(1)) * 2 + 1
+    layer = hidden_layer(norm, 6, 5, ghost_batches=4)
+    torch.testing.assert_close(layer(x), ghost_reference(norm, x, 4), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", BATCH_DEPENDENT)
+def test_ghost_batches_update_the_running_statistics_once_from_the_whole_batch(norm):
+    x = torch.randn(64, 6, generator=torch.Generator().manual_seed(2)) * 2 + 1
+    dosed, plain = hidden_layer(norm, ghost_batches=16), hidden_layer(norm)
+    dosed(x)
+    plain(x)
+    for (name, value), (_, expected) in zip(dosed.named_buffers(), plain.named_buffers(), strict=True):
+        torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6, msg=name)
+    # and eval mode is unchanged
+    with torch.no_grad():
+        torch.testing.assert_close(dosed.eval()(x), plain.eval()(x))
+
+
+def test_one_ghost_batch_is_the_plain_layer():
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(hidden_layer("bn", ghost_batches=1)(x), hidden_layer("bn")(x), rtol=0, atol=0)
+
+
+def test_ghost_batches_below_two_samples_name_the_batch_and_k():
+    layer = hidden_layer("mobn", ghost_batches=16)
+    with pytest.raises(ValueError, match="ghost_batches=16 splits a batch of 31 samples into ghost batches of 1.*"
+                                         "at least 32 samples"):
+        layer(torch.randn(31, 6))
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, True, "4"])
+def test_bad_ghost_batches_are_named(value):
+    with pytest.raises(ValueError, match=f"ghost_batches must be an integer >= 1.*got {value!r}"):
+        validate_norm("bn", {"ghost_batches": value})
+
+
+def test_ghost_batches_on_a_norm_without_batch_statistics_says_where_they_apply():
+    where = r"norm 'ln' has no option 'ghost_batches'.*statistics: bn, mobn, wn\+mobn, brn\)"
+    with pytest.raises(ValueError, match=where):
+        validate_norm("ln", {"ghost_batches": 4})
+
+
+# No bias before a batch-statistics norm ------------------------------------------------------------------
+
+@pytest.mark.parametrize("norm", BATCH_DEPENDENT)
+def test_no_linear_bias_before_a_batch_statistics_norm(norm):
+    layer = hidden_layer(norm)
+    assert layer.linear.bias is None
+    assert all(parameter.requires_grad for parameter in layer.parameters())
+
+
+@pytest.mark.parametrize("norm", BATCH_INDEPENDENT)
+def test_batch_independent_norms_keep_the_linear_bias(norm):
+    assert hidden_layer(norm).linear.bias is not None
+
+
+# The fold follows every change of the layer's parameters -------------------------------------------------
+
+@pytest.mark.parametrize("norm", ["bn", "wn+mobn", "sn"])
+def test_the_fold_follows_parameters_replaced_or_edited_outside_training(norm):
+    layer = hidden_layer(norm)
+    layer.train()(torch.randn(64, 6))
+    layer.eval()
+    layer.start_folding()
+    x = torch.randn(8, 6)
+
+    def unfolded() -> torch.Tensor:
+        layer.stop_folding()
+        with torch.no_grad():
+            out = layer(x)
+        layer.start_folding()
+        return out
+
+    with torch.no_grad():
+        layer(x)  # folds
+        vector = torch.nn.utils.parameters_to_vector(layer.parameters())
+        # As SB3's policy.load_from_vector does: new tensors behind the same parameters.
+        torch.nn.utils.vector_to_parameters(vector * 1.5, layer.parameters())
+        torch.testing.assert_close(layer(x), unfolded(), rtol=1e-5, atol=1e-5)
+        next(layer.parameters()).add_(0.25)  # an in-place edit
+        torch.testing.assert_close(layer(x), unfolded(), rtol=1e-5, atol=1e-5)

@@ -361,12 +361,41 @@ def test_norm_mode_is_checked():
         make("sac", norm="ln", norm_mode="frozen")
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_consistent_mode_makes_the_first_ratio_one(algo):
-    model = make(algo, norm="bn", norm_mode="consistent")
-    learn(model, algo)
+def test_consistent_mode_makes_the_first_ratio_one():
+    model = make("ppo", norm="bn", norm_mode="consistent")
+    learn(model, "ppo")
     assert model.policy.mode_mismatch_max < 1e-5
     assert model.policy.mode_mismatch_updates > 1
+
+
+def test_consistent_mode_is_refused_on_a2c_which_forms_no_ratio():
+    model = make("a2c", norm="bn", norm_mode="consistent")
+    with pytest.raises(ValueError, match="norm_mode 'consistent'.*A2C forms no ratio.*'sb3', 'frozen' or 'fixed'"):
+        learn(model, "a2c")
+
+
+def test_consistent_mode_changes_only_the_log_probs_not_the_values():
+    consistent, plain = make("ppo", norm="bn", norm_mode="consistent"), make("ppo", norm="bn")
+    learn(plain, "ppo")
+    consistent.policy.load_state_dict(plain.policy.state_dict())
+    observations = torch.randn(32, 4)
+    actions = torch.randint(0, 2, (32,))
+    gradients = {}
+    for name, model in (("consistent", consistent), ("plain", plain)):
+        policy = model.policy
+        policy.set_training_mode(False)
+        policy.set_training_mode(True)  # as PPO's update starts: keeps the pre-update parameters
+        policy.optimizer.zero_grad()
+        values, log_prob, _ = policy.evaluate_actions(observations, actions)
+        (values.pow(2).mean() + log_prob.mean()).backward()
+        gradients[name] = ([p.grad.clone() for p in policy.parameters()], values.detach(), log_prob.detach())
+    (consistent_grads, consistent_values, consistent_log_prob), (plain_grads, plain_values, plain_log_prob) = (
+        gradients["consistent"], gradients["plain"])
+    torch.testing.assert_close(consistent_values, plain_values, rtol=0, atol=0)
+    for consistent_grad, plain_grad in zip(consistent_grads, plain_grads, strict=True):
+        torch.testing.assert_close(consistent_grad, plain_grad, rtol=1e-5, atol=1e-7)
+    # The log-probs move by a constant (eval - train before the update), so their gradient is the same.
+    assert not torch.allclose(consistent_log_prob, plain_log_prob)
 
 
 def test_consistent_mode_keeps_parameters_and_generator_of_the_plain_build():
@@ -440,3 +469,47 @@ def test_frozen_statistics_follow_the_data():
     stats = running_buffers(model.policy.q_net)
     model.learn(96, reset_num_timesteps=False)
     assert any(not torch.equal(v, stats[k]) for k, v in running_buffers(model.policy.q_net).items())
+
+
+# Every parameter learns ----------------------------------------------------------------------------------
+
+def training_losses(model, algo: str) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+    """(network, a loss through all its outputs) for each network the algorithm trains, in train mode."""
+    policy = model.policy
+    policy.set_training_mode(True)
+    generator = torch.Generator().manual_seed(0)
+    observations = torch.randn(16, *model.observation_space.shape, generator=generator)
+    if algo in ("ppo", "a2c"):
+        values, log_prob, entropy = policy.evaluate_actions(observations, torch.randint(0, 2, (16,)))
+        return [(policy, values.sum() + log_prob.sum() + entropy.sum())]
+    if algo == "dqn":
+        return [(policy.q_net, policy.q_net(observations).sum())]
+    actions = torch.rand(16, *model.action_space.shape, generator=generator) * 2 - 1
+    critic_loss = sum(q.sum() for q in policy.critic(observations, actions))
+    if algo == "sac":
+        mean_actions, log_prob = policy.actor.action_log_prob(observations)
+        return [(policy.actor, mean_actions.sum() + log_prob.sum()), (policy.critic, critic_loss)]
+    return [(policy.actor, policy.actor(observations).sum()), (policy.critic, critic_loss)]
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_parameter_of_a_normalized_policy_gets_a_gradient(algo, norm):
+    model = make(algo, norm=norm)
+    for network, loss in training_losses(model, algo):
+        network.zero_grad()
+        loss.backward()
+        norms = {name: p.grad.norm().item() if p.grad is not None else 0.0 for name, p in network.named_parameters()}
+        # A bias that a batch mean cancels gets a gradient of float rounding only, 1e-8 of the others'.
+        starved = [name for name, value in norms.items() if value <= 1e-4 * max(norms.values())]
+        assert not starved, starved
+
+
+def test_batch_renorm_targets_leave_warm_up_with_their_online_network():
+    model = make("sac", norm="brn", norm_mode="consistent", norm_kwargs=dict(warmup_steps=5))
+    learn(model, "sac")
+    online = [m.norm for m in model.policy.critic.modules() if isinstance(m, NormalizedLinear)]
+    target = [m.norm for m in model.policy.critic_target.modules() if isinstance(m, NormalizedLinear)]
+    assert online[0].running_batches.item() > 5
+    for layer, twin in zip(online, target, strict=True):
+        assert twin.running_batches.item() == layer.running_batches.item()

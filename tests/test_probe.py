@@ -1,4 +1,4 @@
-"""The minibatch-noise probe against theory (DESIGN §5) and on SB3 models."""
+"""The minibatch-noise probe against theory (docs/method.md#the-noise-probe) and on SB3 models."""
 
 import math
 
@@ -13,7 +13,13 @@ from torch import nn
 from rlnorm.config import EvalSettings, single_run
 from rlnorm.norms import BatchNorm, MeanOnlyBatchNorm, get_norm
 from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
-from rlnorm.probe import collect_transitions, minibatch_noise, probe_model, statistics_drift
+from rlnorm.probe import (
+    collect_transitions,
+    minibatch_noise,
+    noise_excess_kurtosis,
+    probe_model,
+    statistics_drift,
+)
 from rlnorm.run import probe_run, run_one
 
 SIGMA, FEATURES, POOL, B = 2.0, 8, 20_000, 64
@@ -169,3 +175,128 @@ def test_statistics_drift_is_the_relative_change_and_undefined_from_zero():
     assert statistics_drift(before, torch.tensor([6.0, 8.0])) == pytest.approx(1.0)
     # mean-only BN's running mean before any update: a change relative to nothing has no size
     assert math.isnan(statistics_drift(torch.zeros(2), torch.tensor([0.1, 0.0])))
+
+
+# The scale-free probe: relative noise and the noise's shape ---------------------------------------------
+
+RATIO_B, RATIO_STATES, RATIO_DRAWS, RATIO_POOL = 32, 200, 16, 4_000
+
+
+def laplace_sample(shape: tuple[int, ...], scale: float, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    sign = torch.randint(0, 2, shape, generator=generator) * 2 - 1
+    return sign * torch.empty(shape).exponential_(generator=generator) * scale
+
+
+def relative_noise_of(layer: nn.Module, pool: torch.Tensor) -> float:
+    # A smaller pool than the module's: each draw shuffles the pool, and 4,000 states are plenty for B = 32.
+    return minibatch_noise(layer, pool[:RATIO_POOL], RATIO_B, n_draws=RATIO_DRAWS, n_probe=RATIO_STATES).relative_noise
+
+
+def batch_norm_matching(pool: torch.Tensor) -> BatchNorm:
+    # Running statistics equal to the data's, as a trained layer's are: its eval output is standardized.
+    layer = BatchNorm(FEATURES)
+    layer.running_mean.copy_(pool.mean(0))
+    layer.running_var.copy_(pool.var(0))
+    return layer
+
+
+def test_mean_only_relative_noise_is_root_b_minus_one_over_b(gaussian_pool):
+    expected = math.sqrt(RATIO_B - 1) / RATIO_B  # sd of the mean of B-1 others over B, relative to sigma
+    assert relative_noise_of(MeanOnlyBatchNorm(FEATURES), gaussian_pool) == pytest.approx(expected, rel=0.05)
+
+
+def test_batch_norm_is_noisier_than_mean_only_relative_to_spread_and_more_so_on_heavy_tails(gaussian_pool):
+    laplace = laplace_sample((RATIO_POOL, FEATURES), SIGMA / math.sqrt(2), seed=1)  # variance SIGMA^2
+    ratios = {
+        name: relative_noise_of(batch_norm_matching(pool), pool) / relative_noise_of(MeanOnlyBatchNorm(FEATURES), pool)
+        for name, pool in (("gaussian", gaussian_pool), ("laplace", laplace))
+    }
+    # Linearized, BN's noise at standardized value z is sqrt((1 + (kurtosis - 1) z^2 / 4) / B): averaged over
+    # z, about 1.22 times mean-only BN's on Gaussian features (kurtosis 3) and 1.4 on Laplace ones (6).
+    assert 1.12 < ratios["gaussian"] < 1.32
+    assert 1.28 < ratios["laplace"] < 1.52 and ratios["laplace"] > ratios["gaussian"] + 0.1
+
+
+def test_mean_only_noise_is_gaussian_by_its_excess_kurtosis(gaussian_pool):
+    measured = minibatch_noise(MeanOnlyBatchNorm(FEATURES), gaussian_pool[:RATIO_POOL], RATIO_B,
+                               n_draws=RATIO_DRAWS, n_probe=RATIO_STATES)
+    assert measured.noise_excess_kurtosis == pytest.approx(0.0, abs=0.08)
+
+
+@pytest.mark.parametrize("n_draws", [8, 200])
+def test_excess_kurtosis_of_gaussian_draws_is_zero_at_any_number_of_draws(n_draws):
+    generator = torch.Generator().manual_seed(n_draws)
+    groups = 160_000 // n_draws
+    draws = torch.randn(groups, n_draws, 1, generator=generator) * 3.0 + 5.0
+    assert noise_excess_kurtosis(draws) == pytest.approx(0.0, abs=0.06)
+    # Laplace's excess kurtosis is 3; 8 draws standardized by their own spread cannot show much of it.
+    assert noise_excess_kurtosis(laplace_sample((groups, n_draws, 1), 1.0, seed=2)) > (0.3 if n_draws == 8 else 2.0)
+
+
+@pytest.mark.parametrize("norm", ["none", "ln"])
+def test_batch_independent_layers_have_zero_relative_noise_and_no_noise_shape(gaussian_pool, norm):
+    torch.manual_seed(0)
+    layer = get_norm(norm).factory(nn.Linear(FEATURES, 16))
+    measured = minibatch_noise(nn.Sequential(layer), gaussian_pool, B, n_draws=8, n_probe=8)
+    assert measured.relative_noise == 0.0 and math.isnan(measured.noise_excess_kurtosis)
+
+
+def test_relative_noise_does_not_change_when_a_units_output_is_scaled(gaussian_pool):
+    def measure(network: nn.Module, pool: torch.Tensor):
+        return minibatch_noise(network, pool, B, n_draws=16, n_probe=16, seed=3)
+
+    torch.manual_seed(0)
+    network = nn.Sequential(get_norm("mobn").factory(nn.Linear(FEATURES, 16)), nn.Tanh(), nn.Linear(16, 3))
+    plain = measure(network, gaussian_pool)
+    scaled_inputs = measure(MeanOnlyBatchNorm(FEATURES), gaussian_pool * 10)
+    unscaled_inputs = measure(MeanOnlyBatchNorm(FEATURES), gaussian_pool)
+    with torch.no_grad():
+        network[2].weight.mul_(10)
+        network[2].bias.mul_(10)
+    scaled_outputs = measure(network, gaussian_pool)
+    assert scaled_outputs.noise == pytest.approx(10 * plain.noise, rel=1e-4)  # the units' noise did scale
+    assert scaled_outputs.relative_noise == pytest.approx(plain.relative_noise, rel=1e-4)
+    assert scaled_inputs.noise == pytest.approx(10 * unscaled_inputs.noise, rel=1e-4)
+    assert scaled_inputs.relative_noise == pytest.approx(unscaled_inputs.relative_noise, rel=1e-4)
+    assert scaled_outputs.relative_noise_per_layer["0"] == pytest.approx(plain.relative_noise_per_layer["0"], rel=1e-4)
+
+
+def test_ghost_batches_raise_the_measured_noise_about_root_k_fold(gaussian_pool):
+    noise = {k: relative_noise_of(MeanOnlyBatchNorm(FEATURES, ghost_batches=k), gaussian_pool) for k in (1, 4, 16)}
+    # The probe state's ghost batch holds B/k samples: noise sqrt(B/k - 1) / (B/k), relative to sigma.
+    for k in (4, 16):
+        size = RATIO_B // k
+        assert noise[k] == pytest.approx(math.sqrt(size - 1) / size, rel=0.06)
+    assert noise[1] < noise[4] < noise[16]
+
+
+# The probe leaves every piece of state as it found it ----------------------------------------------------
+
+def test_a_probe_before_the_first_batch_does_not_stop_fixed_statistics_from_being_fixed(gaussian_pool):
+    layer = get_norm("bn").factory(nn.Linear(FEATURES, 4))
+    layer.norm.set_statistics("fixed")
+    minibatch_noise(layer, gaussian_pool, B, n_draws=2, n_probe=2)
+    first = gaussian_pool[:128] + 3.0
+    layer.train()(first)
+    with torch.no_grad():
+        pre_norm = layer.linear(first)
+    torch.testing.assert_close(layer.norm.running_mean, pre_norm.mean(0))
+    assert bool(layer.norm.statistics_fixed)
+
+
+def test_off_policy_probe_states_are_normalized_as_training_batches_are():
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rlnorm.probe import buffer_transitions
+
+    env = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), norm_reward=False)
+    model = SAC(NormSACPolicy, env, learning_starts=64, batch_size=32, seed=0,
+                policy_kwargs=dict(norm="bn", net_arch=[16]))
+    model.learn(80)
+    observations, actions = buffer_transitions(model)
+    stored = model.replay_buffer.observations[: model.replay_buffer.pos, 0]
+    np.testing.assert_allclose(observations, env.normalize_obs(stored), rtol=1e-6)
+    assert not np.allclose(observations, stored)  # the buffer itself holds raw observations
+    sampled = model.replay_buffer.sample(8, env=env)  # what a training batch is made of
+    assert sampled.observations.abs().max() <= env.clip_obs

@@ -40,7 +40,7 @@ def test_bn_clearly_below_none_supports_claim_1(tmp_path):
     assert (level.x, level.y, level.quantity) == ("bn", "none", FINAL)
     assert level.probability.value == 0.0 and level.probability.high < 0.5
     assert level.p_adjusted < 0.05 and level.verdict == SUPPORTED
-    # Levels 400 apart never overlap: the spreads are not compared (DESIGN §7).
+    # Levels 400 apart never overlap: the spreads are not compared (docs/method.md#verdicts).
     assert spread.blocked.startswith("final returns do not overlap")
     assert "IQM 100 vs 500, difference -400" in level.detail
     headers, rows = verdict_matrix(analysis.verdicts)
@@ -234,7 +234,7 @@ def test_report_files(tmp_path):
     write_study(tmp_path / "results", {"none": [100.0, 110.0, 120.0], "bn": [10.0, 20.0, 30.0]})
     md_path, html_path = write_report(load_results(tmp_path / "results"), tmp_path / "report")
     markdown, page = md_path.read_text(), html_path.read_text()
-    assert "## Verdicts (DESIGN §7)" in markdown
+    assert "## Verdicts" in markdown
     assert "![learning_curves](figures/learning_curves.png)" in markdown
     assert (tmp_path / "report" / "figures" / "learning_curves.pdf").stat().st_size > 0
     assert page.count('src="data:image/png;base64,') == markdown.count("![")

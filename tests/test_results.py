@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlnorm.results import DONE, FAILED, RUNNING, ResultsError, learning_curve, load_results
+from rlnorm.records import PROBE_COLUMNS
+from rlnorm.results import DONE, FAILED, RUNNING, ProbeRecord, ResultsError, learning_curve, load_results
 
 STEPS = (0, 100, 200, 300, 400, 500)
 
@@ -69,7 +70,10 @@ def write_run(
         writer.writerow(["timesteps", "episode", "return", "length"])
         for step, value in zip(steps, returns, strict=False):
             writer.writerows([[step, 0, value - 1, 10], [step, 1, value + 1, 10]])
-    _write_csv(run_dir / "probe.csv", ["timesteps", "network", "layer", "noise", "gap"], probe)
+    # Rows of five columns are records written before the scale-free probe.
+    probe_header = list(PROBE_COLUMNS) if probe and len(probe[0]) == len(PROBE_COLUMNS) else list(PROBE_COLUMNS[:3]) + [
+        "noise", "gap"]
+    _write_csv(run_dir / "probe.csv", probe_header, probe)
     _write_csv(run_dir / "statistics.csv", ["timesteps", "network", "drift"], drift)
     if mismatch:
         # As SB3's logger writes it: the first row (before any update) has no train/* values.
@@ -201,6 +205,16 @@ def test_learning_curve_aggregates_on_shared_steps(tmp_path):
     assert np.all(band.low <= band.value) and np.all(band.value <= band.high)
 
 
+def test_probe_rows_of_the_scale_free_probe_are_read_whole(tmp_path):
+    write_run(tmp_path, "bn", 0, probe=[(256, "q", "output", 64, 5000, 0.5, 0.1, 0.25, 0.75),
+                                        (256, "q", "q_net.0", 64, 5000, 2.0, 0.3, 0.125, float("nan"))])
+    run = load_results(tmp_path).runs[0]
+    assert run.probe[0] == ProbeRecord(256, "q", "output", 0.5, 0.1, relative_noise=0.25, noise_excess_kurtosis=0.75,
+                                       batch_size=64, pool_size=5000)
+    assert run.probe_mean("relative_noise") == 0.25 and run.probe_mean("relative_noise", layer="q_net.0") == 0.125
+    assert math.isnan(run.probe[1].noise_excess_kurtosis)
+
+
 def test_probe_drift_and_mismatch_tables(tmp_path):
     write_run(
         tmp_path,
@@ -215,7 +229,9 @@ def test_probe_drift_and_mismatch_tables(tmp_path):
     assert run.probe_mean("noise") == pytest.approx(0.2)  # outputs only: (0.1 + 0.3) / 2
     assert run.probe_mean("gap", layer="mlp.0") == pytest.approx(1.0)
     assert results.groups[0].probe_noise.value == pytest.approx(0.2)
-    assert results.probe_table()[0] == {
+    first = results.probe_table()[0]
+    assert {key: first[key] for key in ("algo", "env_id", "variant", "seed", "timesteps", "network", "layer",
+                                         "noise", "gap", "batch_size", "pool_size")} == {
         "algo": "ppo",
         "env_id": "CartPole-v1",
         "variant": "bn",
@@ -225,7 +241,10 @@ def test_probe_drift_and_mismatch_tables(tmp_path):
         "layer": "output",
         "noise": 0.1,
         "gap": 0.2,
+        "batch_size": 0,  # not recorded then
+        "pool_size": 0,
     }
+    assert math.isnan(first["relative_noise"]) and math.isnan(first["noise_excess_kurtosis"])
     assert results.drift_table()[0]["drift"] == 0.05
     # relative to all-zero statistics: undefined, whether recorded as nan or (by older versions) as ‖Δ‖/1e-12
     assert all(math.isnan(row["drift"]) for row in results.drift_table()[1:])

@@ -158,3 +158,40 @@ def test_evaluating_in_eval_mode_throughout_gives_what_sb3_gives(algo, env_id):
     assert "set_training_mode" not in vars(model.policy)  # the class's method again
     model.policy.set_training_mode(True)
     assert model.policy.training
+
+
+def test_done_json_names_the_code_that_made_the_run(finished_run):
+    from rlnorm.provenance import code_revision, training_sources
+
+    _, run_dir = finished_run
+    code = json.loads((run_dir / "done.json").read_text())["code"]
+    assert code["source_hash"] == code_revision()["source_hash"] and len(code["source_hash"]) == 64
+    assert code["commit"] is None or (len(code["commit"]) == 40 and int(code["commit"], 16) >= 0)
+    assert code["dirty"] in (None, True, False)
+    # The training path only: committing run records or editing the analysis is not new code.
+    names = {path.name for path in training_sources()}
+    assert {"norms.py", "policies.py", "probe.py", "run.py", "ppo.yaml"} <= names
+    assert not names & {"report.py", "results.py", "stats.py", "plots.py", "study.py", "cli.py"}
+
+
+def test_ppo_is_probed_on_its_whole_rollout_at_its_minibatch_size(finished_run):
+    _, run_dir = finished_run
+    with open(run_dir / "probe.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert rows and {row["network"] for row in rows} == {"actor", "value"}
+    # The zoo's PPO CartPole: 8 envs x 32 steps, minibatches of 256, probed once the first rollout is complete.
+    assert {(row["timesteps"], row["batch_size"], row["pool_size"]) for row in rows} == {("256", "256", "256")}
+    # The minibatch is the whole rollout: every draw is the same batch, so no noise, but a train/eval gap.
+    output = [row for row in rows if row["layer"] == "output"]
+    assert all(float(row["noise"]) == 0.0 and float(row["gap"]) > 0 for row in output)
+
+
+def test_off_policy_agents_are_probed_once_their_updates_have_begun(tmp_path):
+    spec = single_run("dqn", "CartPole-v1", "bn", 0, timesteps=1_100, eval_settings=EvalSettings(1_100, 1))
+    assert run_one(spec, tmp_path).ok
+    with open(tmp_path / "probe.csv") as file:
+        rows = list(csv.DictReader(file))
+    # The zoo's DQN CartPole: updates from step 1,000 on, minibatches of 64 from the replay buffer (SB3 stores
+    # step 1,001's transition after the callbacks of that step).
+    assert {(row["timesteps"], row["batch_size"], row["pool_size"]) for row in rows} == {("1001", "64", "1000")}
+    assert all(float(row["noise"]) > 0 for row in rows if row["layer"] == "output")

@@ -1,4 +1,4 @@
-"""Across-run statistics against values worked out by hand (DESIGN §6)."""
+"""Across-run statistics against values worked out by hand (docs/method.md#metrics)."""
 
 import math
 
