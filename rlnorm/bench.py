@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from stable_baselines3.common.env_util import make_vec_env
 
+from rlnorm import stats as st
 from rlnorm.agents import load_agent
 from rlnorm.config import ALGORITHMS
-from rlnorm.norms import validate_norm
+from rlnorm.norms import get_norm, validate_norm
 from rlnorm.policies import use_fast_optimizers
 from rlnorm.provenance import code_revision, hardware, versions
 from rlnorm.results import BENCH_REFERENCE
@@ -51,9 +52,32 @@ class LayerCost:
     update_ratio: float
 
 
+GHOST = "/ghost"
+"""Joins a norm and a number of ghost batches into a bench variant's name: ``bn/ghost16``."""
+
+
+def ghost_variant(norm: str, ghost_batches: int) -> str:
+    """:return: the bench variant of ``norm`` with ``ghost_batches`` ghost batches"""
+    return f"{norm}{GHOST}{ghost_batches}"
+
+
+def _norm_of(variant: str) -> tuple[str, dict[str, int]]:
+    norm, _, ghost_batches = variant.partition(GHOST)
+    return norm, ({"ghost_batches": int(ghost_batches)} if ghost_batches else {})
+
+
 def _median_ratios(times: dict[str, list[float]], reference: str) -> dict[str, float]:
+    return {name: ratio.value for name, ratio in _median_ratio_cis(times, reference).items()}
+
+
+def _median_ratio_cis(times: dict[str, list[float]], reference: str) -> dict[str, st.Estimate]:
+    """:return: per variant, the median over paired repeats of reference time / its time, with a 95 % bootstrap
+    CI over repeats (nan bounds with one repeat)"""
     reference_times = np.array(times[reference])
-    return {name: float(np.median(reference_times / np.array(values))) for name, values in times.items()}
+    return {
+        name: st.bootstrap_ci([reference_times / np.array(values)], np.median, n_resamples=10_000, rng=0)
+        for name, values in times.items()
+    }
 
 
 def _paired_times(variants: Sequence[str], repeats: int, measure: Callable[[str], float]) -> dict[str, list[float]]:
@@ -72,7 +96,7 @@ def _build(algo: str, env_id: str, policy: str, seed: int = 0):
     policy_class = PLAIN
     if policy not in (PLAIN, PLAIN_FAST):
         policy_class = ALGORITHMS[algo].policy_class
-        kwargs["policy_kwargs"]["norm"] = policy
+        kwargs["policy_kwargs"]["norm"], kwargs["policy_kwargs"]["norm_kwargs"] = _norm_of(policy)
     model = agent.algo_class(policy_class, env, seed=seed, device="cpu", verbose=0, **kwargs)
     if policy == PLAIN_FAST:
         policy_net = model.policy
@@ -141,7 +165,7 @@ def training_times(
 
     :param algo: ``"ppo"`` or ``"sac"``
     :param env_id: an env id the agent file has
-    :param norms: the norms to time
+    :param norms: the norms to time (or :func:`ghost_variant` names)
     :param timesteps: env steps per timed ``learn``
     :param repeats: paired repeats
     :return: variant -> its seconds, one per repeat
@@ -213,6 +237,7 @@ def run_bench(
     ppo_steps: int = 20_000,
     sac_steps: int = 1_000,
     record: tuple[Path, str] | None = None,
+    ghost_batches: int = 1,
 ) -> str:
     """Run every benchmark and format the results as Markdown tables.
 
@@ -220,6 +245,8 @@ def run_bench(
     :param repeats: paired repeats of each measurement
     :param ppo_steps: env steps per timed PPO CartPole-v1 ``learn`` (0: skip)
     :param sac_steps: env steps per timed SAC Pendulum-v1 ``learn`` (0: skip)
+    :param ghost_batches: above 1, also time each batch-statistics norm with that many ghost batches, and
+        its cost against the same norm without them
     :param record: (file, the command) to write the training times to (:func:`write_bench_record`)
     :return: the report
     """
@@ -236,22 +263,28 @@ def run_bench(
             f"| {cost.gradient_update:.0f} | {cost.update_ratio:.2f} |"
         )
     timesteps, times = {}, {}
+    with_statistics = [norm for norm in norms if get_norm(norm).batch_statistics]
+    dosed = [ghost_variant(norm, ghost_batches) for norm in with_statistics] if ghost_batches > 1 else []
     for algo, env_id, steps in (("ppo", "CartPole-v1", ppo_steps), ("sac", "Pendulum-v1", sac_steps)):
         if steps <= 0:
             continue
         task = f"{algo}/{env_id}"
-        timesteps[task], times[task] = steps, training_times(algo, env_id, norms, steps, repeats)
-        ratios = _median_ratios(times[task], PLAIN)
+        timesteps[task], times[task] = steps, training_times(algo, env_id, [*norms, *dosed], steps, repeats)
+        ratios = _median_ratio_cis(times[task], PLAIN)
         del ratios[PLAIN]
         lines += [
             "",
             f"Training throughput, {algo.upper()} {env_id} ({steps} steps x {repeats} paired repeats), "
-            "relative to SB3 MlpPolicy:",
+            "relative to SB3 MlpPolicy (median of the paired ratios, 95 % bootstrap CI over repeats):",
             "",
-            "| norm | ratio |",
-            "|---|---|",
+            "| norm | ratio | 95 % CI |",
+            "|---|---|---|",
         ]
-        lines += [f"| {name} | {ratio:.2f} |" for name, ratio in ratios.items()]
+        lines += [f"| {name} | {r.value:.3f} | [{r.low:.3f}, {r.high:.3f}] |" for name, r in ratios.items()]
+        for variant in dosed:
+            norm = _norm_of(variant)[0]
+            cost = _median_ratio_cis({norm: times[task][norm], variant: times[task][variant]}, norm)[variant]
+            lines.append(f"| {variant} vs {norm} | {cost.value:.3f} | [{cost.low:.3f}, {cost.high:.3f}] |")
     lines += ["", f"Normalized policies use the fused (or multi-tensor) optimizer; {PLAIN_FAST} is plain SB3 "
               "with the same optimizer, so the norm's own cost is its ratio divided by that row's."]
     if record is not None and times:

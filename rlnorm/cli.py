@@ -137,10 +137,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             return _fail(args, ValueError("--out records training times: give --ppo-steps or --sac-steps above 0"))
         command = (
             f"rlnorm bench --repeats {args.repeats} --ppo-steps {args.ppo_steps} --sac-steps {args.sac_steps} "
-            f"--out {args.out}"
+            f"--ghost-batches {args.ghost_batches} --out {args.out}"
         )
         record = (args.out, command)
-    print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps, record=record))
+    print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps, record=record,
+                    ghost_batches=args.ghost_batches))
     return 0
 
 
@@ -206,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive_int, default=5, help="paired repeats (default: 5)")
     bench.add_argument("--ppo-steps", type=int, default=20_000, help="steps per timed PPO run (0: skip)")
     bench.add_argument("--sac-steps", type=int, default=1_000, help="steps per timed SAC run (0: skip)")
+    bench.add_argument("--ghost-batches", type=_positive_int, default=1,
+                       help="above 1: also time bn, mobn, wn+mobn with that many ghost batches (default: 1)")
     bench.add_argument(
         "--out",
         type=Path,

@@ -62,12 +62,17 @@ def test_bench_prints_each_norm(capsys):
 
 def test_bench_records_paired_training_times_for_the_report(tmp_path, capsys):
     out = tmp_path / "results" / "bench.json"
-    assert main(["bench", "--repeats", "2", "--ppo-steps", "0", "--sac-steps", "5", "--out", str(out)]) == 0
+    assert main(["bench", "--repeats", "2", "--ppo-steps", "0", "--sac-steps", "5", "--ghost-batches", "4",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| bn/ghost4 vs bn |" in printed and "| wn+mobn/ghost4 vs wn+mobn |" in printed
     record = json.loads(out.read_text())
-    assert record["command"] == f"rlnorm bench --repeats 2 --ppo-steps 0 --sac-steps 5 --out {out}"
+    assert record["command"] == f"rlnorm bench --repeats 2 --ppo-steps 0 --sac-steps 5 --ghost-batches 4 --out {out}"
+    assert len(record["code"]["source_hash"]) == 64
     timed = record["training_time_s"]["sac/Pendulum-v1"]
     assert timed["timesteps"] == 5
-    assert set(timed["times"]) == {"MlpPolicy", "MlpPolicy+fused", "none", "bn", "mobn", "wn", "wn+mobn", "ln"}
+    assert set(timed["times"]) == {"MlpPolicy", "MlpPolicy+fused", "none", "bn", "mobn", "wn", "wn+mobn", "ln",
+                                   "bn/ghost4", "mobn/ghost4", "wn+mobn/ghost4"}
     assert all(len(times) == 2 and min(times) > 0 for times in timed["times"].values())
     assert main(["bench", "--ppo-steps", "0", "--sac-steps", "0", "--out", str(out)]) == 2
     assert "--sac-steps" in capsys.readouterr().err
