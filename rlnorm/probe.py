@@ -378,9 +378,11 @@ def probe_model(
 
 def running_statistics(module: nn.Module) -> torch.Tensor | None:
     """:param module: a network
-    :return: a copy of all its ``running_*`` buffers, concatenated (None if it has none)
+    :return: a copy of all its ``running_*`` statistics, concatenated (None if it has none); Batch Renorm's
+        update count, a ``running_*`` buffer too, is no statistic
     """
-    buffers = [buffer.detach().flatten() for name, buffer in module.named_buffers() if "running_" in name]
+    buffers = [buffer.detach().flatten() for name, buffer in module.named_buffers()
+               if "running_" in name and not name.endswith("running_batches")]
     return torch.cat(buffers).clone() if buffers else None
 
 

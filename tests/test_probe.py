@@ -300,3 +300,12 @@ def test_off_policy_probe_states_are_normalized_as_training_batches_are():
     assert not np.allclose(observations, stored)  # the buffer itself holds raw observations
     sampled = model.replay_buffer.sample(8, env=env)  # what a training batch is made of
     assert sampled.observations.abs().max() <= env.clip_obs
+
+
+def test_the_drift_of_batch_renorm_statistics_leaves_out_its_update_count():
+    from rlnorm.probe import running_statistics
+
+    layer = get_norm("brn").factory(nn.Linear(FEATURES, 4))
+    layer.train()(torch.randn(32, FEATURES))
+    assert layer.norm.running_batches.item() == 1
+    torch.testing.assert_close(running_statistics(layer), torch.cat([layer.norm.running_mean, layer.norm.running_var]))
