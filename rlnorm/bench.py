@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ from rlnorm.config import ALGORITHMS
 from rlnorm.norms import get_norm, validate_norm
 from rlnorm.policies import use_fast_optimizers
 from rlnorm.provenance import code_revision, hardware, versions
+from rlnorm.records import write_json
 from rlnorm.results import BENCH_REFERENCE
-from rlnorm.run import write_json
 
 CORE_NORMS = ("none", "bn", "mobn", "wn", "wn+mobn", "ln")
 PLAIN = BENCH_REFERENCE
@@ -182,7 +183,9 @@ def training_times(
     return _paired_times([PLAIN, PLAIN_FAST, *norms], repeats, learn_time)
 
 
-def write_bench_record(path: str | Path, command: str, timesteps: dict[str, int], times: dict[str, dict]) -> Path:
+def write_bench_record(
+    path: str | Path, command: str, timesteps: dict[str, int], times: dict[str, dict], code: dict[str, Any]
+) -> Path:
     """Write the paired training times that ``rlnorm report`` answers claim 4 with (docs/method.md#verdicts), when the
     record lies in the study's results directory as :data:`~rlnorm.results.BENCH_RECORD`.
 
@@ -190,13 +193,14 @@ def write_bench_record(path: str | Path, command: str, timesteps: dict[str, int]
     :param command: the command that measured them
     :param timesteps: ``algo/env`` -> env steps per timed ``learn``
     :param times: ``algo/env`` -> :func:`training_times`' result
+    :param code: the code that was timed (:func:`rlnorm.provenance.code_revision` when the timing began)
     :return: the file
     """
     record = {
         "command": command,
         "hardware": hardware(),
         "versions": versions(),
-        "code": code_revision(),
+        "code": code,
         "training_time_s": {task: {"timesteps": timesteps[task], "times": times[task]} for task in times},
     }
     path = Path(path)
@@ -251,6 +255,7 @@ def run_bench(
     :return: the report
     """
     torch.set_num_threads(1)
+    code = code_revision()
     lines = [
         "Layer cost, PPO CartPole-v1 policy (zoo settings), relative to none (1.00 = as fast):",
         "",
@@ -288,6 +293,6 @@ def run_bench(
     lines += ["", f"Normalized policies use the fused (or multi-tensor) optimizer; {PLAIN_FAST} is plain SB3 "
               "with the same optimizer, so the norm's own cost is its ratio divided by that row's."]
     if record is not None and times:
-        path = write_bench_record(record[0], record[1], timesteps, times)
+        path = write_bench_record(record[0], record[1], timesteps, times, code)
         lines += ["", f"Training times written to {path}."]
     return "\n".join(lines)

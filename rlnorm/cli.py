@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rlnorm.records import PROBE_DRAWS, PROBE_STATES
+
 
 def _cmd_norms(args: argparse.Namespace) -> int:
     from rlnorm.norms import describe_norms
@@ -29,7 +31,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         )
         if args.address and config.executor != "ray":
             raise ConfigError(f"--address is for the ray executor, and this study uses {config.executor}")
-        summary = run_study(config, retry_failed=args.retry_failed, quiet=args.quiet, address=args.address)
+        summary = run_study(config, retry_failed=args.retry_failed, quiet=args.quiet, address=args.address,
+                            allow_other_code=args.allow_other_code)
     except (ConfigError, StudyError) as error:
         return _fail(args, error)
     except ExecutorError as error:
@@ -101,7 +104,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from rlnorm.run import probe_run
+    from rlnorm.probe import probe_run
 
     try:
         measured = probe_run(args.run, n_steps=args.steps, n_draws=args.draws, n_probe=args.states)
@@ -152,23 +155,33 @@ def _fail(args: argparse.Namespace, error: Exception) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlnorm", description=__doc__)
+    from rlnorm import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rlnorm",
+        description="Normalization layers for Stable-Baselines3 agents, and the studies that measure what they "
+        "do to RL: run a study from a YAML config, then analyze, plot and report it.",
+        epilog="`rlnorm COMMAND --help` describes each command; the method is in docs/method.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"rlnorm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    norms = commands.add_parser("norms", help="list the registered normalization layers")
+    norms = _command(commands, "norms", "list the registered normalization layers")
     norms.set_defaults(func=_cmd_norms)
 
-    study = commands.add_parser("study", help="run, or resume, a study: algorithms x envs x norms x seeds")
+    study = _command(commands, "study", "run, or resume, a study: algorithms x envs x norms x seeds")
     study.add_argument("config", help="study config (YAML), e.g. configs/quick.yaml")
     study.add_argument("--out", help="output directory (default: the config's out)")
     study.add_argument("--workers", type=_positive_int, help="runs at the same time (default: the config's)")
     study.add_argument("--executor", choices=["local", "ray"], help="where runs execute (default: the config's)")
     study.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local Ray)")
     study.add_argument("--retry-failed", action="store_true", help="redo the runs that failed")
+    study.add_argument("--allow-other-code", action="store_true",
+                       help="resume even if finished runs were made by another version of the training code")
     study.add_argument("--quiet", action="store_true", help="no progress bar, only the summary (for CI logs)")
     study.set_defaults(func=_cmd_study)
 
-    train = commands.add_parser("train", help="train and evaluate one run, recorded as a study run is")
+    train = _command(commands, "train", "train and evaluate one run, recorded as a study run is")
     train.add_argument("--algo", required=True, help="ppo, a2c, dqn, sac or td3")
     train.add_argument("--env", required=True, help="environment id with an entry in agents/<algo>.yaml")
     train.add_argument("--norm", default="none", help="norm name (`rlnorm norms` lists them; default: none)")
@@ -182,28 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     train.set_defaults(func=_cmd_train)
 
-    analyze = commands.add_parser("analyze", help="tables of a results directory: runs, variants, comparisons")
+    analyze = _command(commands, "analyze", "tables of a results directory: runs, variants, comparisons")
     analyze.add_argument("results", help="a study's output directory")
     analyze.set_defaults(func=_cmd_analyze)
 
-    plot = commands.add_parser("plot", help="figures of a results directory (PNG and PDF)")
+    plot = _command(commands, "plot", "figures of a results directory (PNG and PDF)")
     plot.add_argument("results", help="a study's output directory")
     plot.add_argument("--out", help="where the figures go (default: <results>/plots)")
     plot.set_defaults(func=_cmd_plot)
 
-    report = commands.add_parser("report", help="Markdown + HTML report with figures and verdicts")
+    report = _command(commands, "report", "Markdown + HTML report with figures and verdicts")
     report.add_argument("results", help="a study's output directory")
     report.add_argument("--out", help="where the report goes (default: <results>/report)")
     report.set_defaults(func=_cmd_report)
 
-    probe = commands.add_parser("probe", help="the minibatch-noise probe on a finished run's saved model")
+    probe = _command(commands, "probe", "the minibatch-noise probe on a finished run's saved model")
     probe.add_argument("run", help="a run directory (with config.json and model.zip)")
     probe.add_argument("--steps", type=_positive_int, default=2_000, help="states gathered with the policy")
-    probe.add_argument("--draws", type=_positive_int, default=16, help="minibatches per probe state")
-    probe.add_argument("--states", type=_positive_int, default=32, help="probe states")
+    probe.add_argument("--draws", type=_positive_int, default=PROBE_DRAWS,
+                       help=f"minibatches per probe state (default: {PROBE_DRAWS})")
+    probe.add_argument("--states", type=_positive_int, default=PROBE_STATES,
+                       help=f"probe states (default: {PROBE_STATES})")
     probe.set_defaults(func=_cmd_probe)
 
-    bench = commands.add_parser("bench", help="compute cost of each norm, and overhead against plain SB3")
+    bench = _command(commands, "bench", "compute cost of each norm, and overhead against plain SB3")
     bench.add_argument("--repeats", type=_positive_int, default=5, help="paired repeats (default: 5)")
     bench.add_argument("--ppo-steps", type=int, default=20_000, help="steps per timed PPO run (0: skip)")
     bench.add_argument("--sac-steps", type=int, default=1_000, help="steps per timed SAC run (0: skip)")
@@ -221,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    # The summary is both the line in `rlnorm --help` and the description of `rlnorm NAME --help`.
+    return commands.add_parser(name, help=summary, description=summary)
 
 
 def _positive_int(text: str) -> int:

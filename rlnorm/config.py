@@ -69,6 +69,7 @@ from rlnorm.policies import (
     NormTD3Policy,
     validate_norm_mode,
 )
+from rlnorm.records import PROBE_DRAWS, PROBE_STATES
 
 
 class ConfigError(ValueError):
@@ -155,8 +156,8 @@ class ProbeSettings:
 
     enabled: bool = True
     every: int = 10_000
-    states: int = 16
-    draws: int = 8
+    states: int = PROBE_STATES
+    draws: int = PROBE_DRAWS
 
 
 @dataclass(frozen=True)

@@ -414,9 +414,7 @@ def plot_improvement(results: Results, colors: dict[str, str]) -> Figure | None:
 def _probability(x: Group, y: Group) -> float:
     if x is y:
         return math.nan
-    # Mann-Whitney's U of x counts the run pairs where x is higher (ties 1/2): P(X > Y) = U / (n_x n_y).
-    finals_x, finals_y = x.finals(), y.finals()
-    return st.mann_whitney(finals_x, finals_y).statistic / (finals_x.size * finals_y.size)
+    return float(st.probability_greater_along(x.finals(), y.finals(), axis=0))
 
 
 def plot_compute_cost(results: Results, colors: dict[str, str]) -> Figure | None:

@@ -15,10 +15,13 @@ change the training run.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -26,12 +29,15 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+from rlnorm.agents import load_agent
 from rlnorm.norms import NormalizedLinear
+from rlnorm.records import EVAL_SEED_OFFSET, PROBE_DRAWS, PROBE_STATES
 
 
 @dataclass(frozen=True)
@@ -166,8 +172,8 @@ def minibatch_noise(
     module: nn.Module,
     states: torch.Tensor,
     batch_size: int,
-    n_draws: int = 16,
-    n_probe: int = 32,
+    n_draws: int = PROBE_DRAWS,
+    n_probe: int = PROBE_STATES,
     seed: int = 0,
 ) -> NoiseMeasurement:
     """Measure the minibatch noise and the train/eval gap of ``module`` on a pool of states.
@@ -353,8 +359,8 @@ def training_batch_size(model: BaseAlgorithm) -> int:
 def probe_model(
     model: BaseAlgorithm,
     batch_size: int | None = None,
-    n_draws: int = 16,
-    n_probe: int = 32,
+    n_draws: int = PROBE_DRAWS,
+    n_probe: int = PROBE_STATES,
     seed: int = 0,
     transitions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, NoiseMeasurement]:
@@ -398,3 +404,34 @@ def statistics_drift(before: torch.Tensor, after: torch.Tensor) -> float:
     """
     scale = before.norm()
     return math.nan if scale == 0 else ((after - before).norm() / scale).item()
+
+
+def probe_run(
+    run_dir: str | Path, n_steps: int = 2_000, n_draws: int = PROBE_DRAWS, n_probe: int = PROBE_STATES
+) -> dict[str, Any]:
+    """The minibatch-noise probe on a finished run's saved model (``rlnorm probe``).
+
+    A saved model has no buffer, so the states come from running its own stochastic policy in a fresh,
+    seeded environment, as its buffer would have gathered them.
+
+    :param run_dir: a run directory with ``config.json`` and ``model.zip``
+    :param n_steps: transitions to gather
+    :param n_draws: minibatches per probe state
+    :param n_probe: probe states
+    :return: network name -> measurement (:class:`rlnorm.probe.NoiseMeasurement`)
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file() or not (run_dir / "model.zip").is_file():
+        raise ValueError(f"{run_dir} is not a finished run directory (it needs config.json and model.zip)")
+    run_spec = json.loads((run_dir / "config.json").read_text())["run"]
+    algo_class = load_agent(run_spec["algo"], run_spec["env_id"]).algo_class
+    model = algo_class.load(run_dir / "model.zip", device="cpu")
+    env = gym.make(run_spec["env_id"])
+    normalize = None
+    if (run_dir / "vecnormalize.pkl").exists():
+        # The observation statistics as training left them, frozen.
+        statistics = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), DummyVecEnv([lambda: env]))
+        statistics.training = False
+        normalize = statistics.normalize_obs
+    transitions = collect_transitions(model, env, n_steps, run_spec["seed"] + EVAL_SEED_OFFSET, normalize)
+    return probe_model(model, n_draws=n_draws, n_probe=n_probe, transitions=transitions)

@@ -6,6 +6,7 @@ every run record (``done.json``) and bench record names all three.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -90,6 +91,13 @@ def code_revision() -> dict[str, Any]:
                        *[str(path.relative_to(_REPOSITORY)) for path in training_sources()])
         dirty = bool(changed)
     return {"commit": commit, "source_hash": digest.hexdigest(), "dirty": dirty}
+
+
+@functools.cache
+def loaded_code_revision() -> dict[str, Any]:
+    """:return: :func:`code_revision` as it was when this process first asked, which a run does as it starts:
+    the code the process loaded, not whatever the files hold by the time a long run ends"""
+    return code_revision()
 
 
 def _git(*arguments: str) -> str | None:

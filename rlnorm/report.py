@@ -41,6 +41,7 @@ from rlnorm.results import (
     FAILED,
     NO_ESTIMATE,
     NORM_MODES,
+    NORMALIZED_LAYERS,
     RUNNING,
     Group,
     Results,
@@ -50,10 +51,6 @@ from rlnorm.results import (
 
 ALPHA = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
-PERMUTATIONS = 20_000
-"""Random permutations of a pooled test. Its p-value is at least 1 / (PERMUTATIONS + 1), and Holm multiplies
-the smallest by the family's size: the reference study's ~90 comparisons need far more than 2,000 (whose
-floor, 0.0005 x 90 = 0.045, would leave even the clearest pooled effect at the edge of significance)."""
 MIN_RUNS = {"location": 2, "spread": 3}
 """Finished runs each variant needs for a comparison. Spreads need 3: with 2 runs both deviate from
 their median by the same amount, so Brown-Forsythe sees no within-group variation and returns p = 0."""
@@ -228,11 +225,11 @@ def compare_values(
     xs, ys = [x for x, _ in scores], [y for _, y in scores]
     probability = st.stratified_probability_of_improvement(xs, ys, rng=BOOTSTRAP_SEED)
     if task is None:
-        pvalue = st.stratified_permutation_pvalue(xs, ys, n_resamples=PERMUTATIONS, rng=BOOTSTRAP_SEED)
+        pvalue = st.stratified_rank_test(xs, ys).pvalue
     elif quantity.kind == "spread":
         pvalue = st.brown_forsythe(*values[task]).pvalue
     else:
-        pvalue = st.mann_whitney(*values[task]).pvalue
+        pvalue = st.exact_mann_whitney(*values[task]).pvalue
     return Comparison(quantity, x_name, y_name, task, expected, probability, pvalue, _detail(quantity, values, task))
 
 
@@ -1086,9 +1083,12 @@ def to_html(blocks: list[Block]) -> str:
 
 RUN_SUMMARY_COLUMNS = (
     "run", "algo", "env", "variant", "norm", "norm_mode", "norm_kwargs", "norm_in", "seed", "status",
-    "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap", "wall_time_s",
+    "ghost_batches", "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap",
+    "probe_relative_noise", "probe_layer_relative_noise", "probe_layer_noise_excess_kurtosis", "wall_time_s",
     "evaluation_s", "hardware", "reason",
 )
+"""``probe_*`` are means over probe points and networks, at the outputs or (``probe_layer_*``) over every normalized
+layer; empty where undefined or not applicable (noise where the probe's minibatch was its whole pool)."""
 
 
 def write_run_summary(results: Results, path: str | Path) -> Path:
@@ -1108,13 +1108,16 @@ def write_run_summary(results: Results, path: str | Path) -> Path:
                 *(getattr(run.metrics, name) for name in RunMetrics.__dataclass_fields__),
                 run.probe_mean("noise"),
                 run.probe_mean("gap"),
+                run.probe_mean("relative_noise"),
+                run.probe_mean("relative_noise", NORMALIZED_LAYERS),
+                run.probe_mean("noise_excess_kurtosis", NORMALIZED_LAYERS),
                 run.wall_time_s,
                 run.evaluation_s,
             ]
             writer.writerow([
                 run.run_id, run.algo, run.env_id, run.variant, run.norm, run.norm_mode,
                 json.dumps(run.norm_kwargs, sort_keys=True), run.norm_in, run.seed, run.status,
-                int(run.steps[-1]) if run.steps.size else 0, run.budget,
+                run.norm_kwargs.get("ghost_batches", 1), int(run.steps[-1]) if run.steps.size else 0, run.budget,
                 *("" if math.isnan(value) else f"{value:.6g}" for value in numbers),
                 run.hardware,
                 run.reason or "",

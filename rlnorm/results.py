@@ -35,6 +35,9 @@ from rlnorm import metrics
 from rlnorm import stats as st
 from rlnorm.records import NORM_MODES, OUTPUT_LAYER
 
+NORMALIZED_LAYERS = "layers"
+"""Every normalized layer of a network, for :meth:`Run.probe_mean`."""
+
 DONE, FAILED, RUNNING = "done", "failed", "running"
 DEFAULT_NORM_MODE = NORM_MODES[0]
 UNDEFINED_DRIFT = 1e9
@@ -90,6 +93,11 @@ class ProbeRecord:
     noise_excess_kurtosis: float = math.nan
     batch_size: int = 0
     pool_size: int = 0
+
+    @property
+    def whole_pool(self) -> bool:
+        """Whether the minibatch was the whole pool: every draw the same batch, no noise by construction."""
+        return self.batch_size > 0 and self.batch_size == self.pool_size
 
 
 @dataclass(frozen=True)
@@ -193,13 +201,23 @@ class Run:
 
     def probe_mean(self, quantity: str = "noise", layer: str = OUTPUT_LAYER) -> float:
         """
-        The probe's measurement averaged over evaluation points and networks: one number per run.
+        The probe's measurement averaged over probe points and networks: one number per run.
 
-        :param quantity: ``noise`` or ``gap``
-        :param layer: ``output`` or a normalized layer's module name
-        :return: the mean, nan without probe rows for that layer
+        Not applicable is not zero: where the probe's minibatch was its whole pool (PPO's zoo CartPole, whose
+        minibatch is the whole rollout), every draw is the same batch, so the noise quantities are 0 by
+        construction and are left out (nan when nothing else is left); the gap is still measured there.
+
+        :param quantity: a field of :class:`ProbeRecord`: ``noise``, ``gap``, ``relative_noise`` or
+            ``noise_excess_kurtosis``
+        :param layer: ``output``, a normalized layer's module name, or :data:`NORMALIZED_LAYERS` for all of them
+        :return: the mean of the defined values, nan without any
         """
-        values = [getattr(record, quantity) for record in self.probe if record.layer == layer]
+        every_layer = layer == NORMALIZED_LAYERS
+        records = [r for r in self.probe if (r.layer != OUTPUT_LAYER if every_layer else r.layer == layer)]
+        if quantity != "gap":
+            records = [r for r in records if not r.whole_pool]
+        values = [getattr(record, quantity) for record in records]
+        values = [value for value in values if not math.isnan(value)]
         return float(np.mean(values)) if values else math.nan
 
 

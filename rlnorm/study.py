@@ -10,6 +10,11 @@ Resuming is the normal way to run: a run with ``done.json`` is finished and skip
 ``failed.json`` failed and stays so unless ``retry_failed``; any other run directory was interrupted and
 is removed and redone from scratch. Runs are deterministic, so a study killed at any moment and run again
 gives the same results as one never interrupted, each run done exactly once.
+
+A study is made by one version of the training code: resuming with code whose training path differs
+from the one that made the finished runs (``code.source_hash`` in their ``done.json``,
+:func:`rlnorm.provenance.code_revision`) is refused, since the study would mix two codes silently. Resume
+with the code that made them (``git worktree add <dir> <their commit>``), or allow it explicitly.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from tqdm import tqdm
 
 from rlnorm.config import RunSpec, StudyConfig
 from rlnorm.executors import check_executor, run_jobs
-from rlnorm.run import run_one, write_json
+from rlnorm.provenance import code_revision
+from rlnorm.records import write_json
+from rlnorm.run import run_one
 
 
 class StudyError(Exception):
@@ -73,7 +80,11 @@ class StudySummary:
 
 
 def run_study(
-    config: StudyConfig, retry_failed: bool = False, quiet: bool = False, address: str | None = None
+    config: StudyConfig,
+    retry_failed: bool = False,
+    quiet: bool = False,
+    address: str | None = None,
+    allow_other_code: bool = False,
 ) -> StudySummary:
     """Run the study's runs that are not finished yet.
 
@@ -81,9 +92,11 @@ def run_study(
     :param retry_failed: also redo the runs that failed
     :param quiet: no progress bar (for CI logs)
     :param address: the Ray cluster to use with the ray executor (default: a local Ray instance)
+    :param allow_other_code: resume even if finished runs were made by another version of the training code
     :return: the summary
     :raises StudyError: if the study cannot start (output directory not writable or in use by another
-        study, runs recorded there with other settings, executor not installed); nothing is run then
+        study, runs recorded there with other settings or by other code, executor not installed); nothing
+        is run then
     """
     start = time.perf_counter()
     # Absolute: Ray workers do not share this process's working directory.
@@ -96,7 +109,7 @@ def run_study(
     specs = config.runs()
     summary = StudySummary(config.name, out, total=len(specs))
     with study_lock(out):
-        todo = _plan(specs, out, retry_failed, summary)
+        todo = _plan(specs, out, retry_failed, summary, None if allow_other_code else code_revision()["source_hash"])
         write_json(out / "study.json", {**dataclasses.asdict(config), "out": str(out)})
         progress = tqdm(
             total=summary.total, initial=summary.total - len(todo), desc=config.name, unit="run", disable=quiet
@@ -115,9 +128,12 @@ def run_study(
     return summary
 
 
-def _plan(specs: list[RunSpec], out: Path, retry_failed: bool, summary: StudySummary) -> list[RunSpec]:
+def _plan(
+    specs: list[RunSpec], out: Path, retry_failed: bool, summary: StudySummary, source_hash: str | None
+) -> list[RunSpec]:
     """Sort the runs into finished, failed and to do, and clear the directories of the runs to redo.
 
+    :param source_hash: the training code's; finished runs made by other code are refused (None: allowed)
     :return: the runs to do
     """
     todo = []
@@ -126,6 +142,8 @@ def _plan(specs: list[RunSpec], out: Path, retry_failed: bool, summary: StudySum
         done, failed = run_dir / "done.json", run_dir / "failed.json"
         if done.exists() or (failed.exists() and not retry_failed):
             _check_same_settings(spec, run_dir)
+        if done.exists() and source_hash is not None:
+            _check_same_code(done, source_hash)
         if done.exists():
             summary.skipped += 1
         elif failed.exists() and not retry_failed:
@@ -150,6 +168,18 @@ def _check_same_settings(spec: RunSpec, run_dir: Path) -> None:
         raise StudyError(
             f"{run_dir} was run with {key}={was!r} but the config now says {now!r}; "
             "use another --out, or remove that run's directory"
+        )
+
+
+def _check_same_code(done: Path, source_hash: str) -> None:
+    code = json.loads(done.read_text()).get("code") or {}
+    if code.get("source_hash") != source_hash:
+        made_by = (f"training code {code['source_hash'][:12]} (commit {code.get('commit') or 'unknown'})"
+                   if code.get("source_hash") else "code that recorded no revision")
+        raise StudyError(
+            f"{done.parent} was made by {made_by}, and this code's training path is {source_hash[:12]}: resume "
+            "with the code that made the study's runs (git worktree add <dir> <commit>), use another --out, "
+            "or pass --allow-other-code to mix them"
         )
 
 

@@ -23,6 +23,7 @@ def test_analyze_prints_the_tables(smoke_results, capsys):
     assert "ppo/CartPole-v1/bn/seed-1" in printed and "Against the baseline" in printed
 
 
+@pytest.mark.slow
 def test_plot_and_report_write_their_files(smoke_results, tmp_path, capsys):
     assert main(["plot", str(smoke_results), "--out", str(tmp_path / "figures")]) == 0
     assert (tmp_path / "figures" / "learning_curves.png").stat().st_size > 0
@@ -93,3 +94,14 @@ def test_norms_lists_every_registered_norm_with_its_description(capsys):
     assert [line.split()[0] for line in lines][:10] == ["none", "bn", "mobn", "wn", "wn+mobn", "ln", "brn", "rms",
                                                         "sn", "pnorm"]
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+
+
+def test_version_and_a_description_per_command(capsys):
+    from rlnorm import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"rlnorm {__version__}"
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    assert "the minibatch-noise probe on a finished run's saved model" in capsys.readouterr().out.splitlines()[2]

@@ -18,9 +18,10 @@ from rlnorm.probe import (
     minibatch_noise,
     noise_excess_kurtosis,
     probe_model,
+    probe_run,
     statistics_drift,
 )
-from rlnorm.run import probe_run, run_one
+from rlnorm.run import run_one
 
 SIGMA, FEATURES, POOL, B = 2.0, 8, 20_000, 64
 

@@ -13,7 +13,6 @@ from rlnorm.report import (
     CONTRADICTED,
     FINAL,
     INCONCLUSIVE,
-    PERMUTATIONS,
     SUPPORTED,
     analysis_tables,
     analyze,
@@ -94,9 +93,14 @@ def test_overall_verdict_pools_tasks_and_holm_corrects_one_family(tmp_path):
     assert smallest.p_adjusted == pytest.approx(3 * smallest.pvalue)
 
 
-def test_a_pooled_comparison_can_reach_significance_in_a_family_of_a_hundred():
-    # The smallest p-value a permutation test can give, times the family size Holm applies to it.
-    assert 100 / (PERMUTATIONS + 1) < ALPHA / 5
+def test_a_pooled_comparison_is_exact_and_can_reach_significance_in_a_family_of_a_hundred(tmp_path):
+    # Two tasks where every bn run is below every none run: the exact stratified p-value is the most extreme
+    # labelling of both tasks, in either direction, out of C(20, 10)^2; no random permutations.
+    for env_id in ("CartPole-v1", "Acrobot-v1"):
+        write_study(tmp_path, {"none": list(500 + TEN), "bn": list(100 + TEN)}, env_id=env_id)
+    pooled = verdict(analyze(load_results(tmp_path)), "1", "all tasks").comparisons[0]
+    assert pooled.pvalue == pytest.approx(2 / math.comb(20, 10) ** 2, rel=1e-9)
+    assert 100 * pooled.pvalue < ALPHA
 
 
 def test_a_pooled_comparison_that_only_one_task_qualifies_for_names_it(tmp_path):

@@ -293,3 +293,13 @@ def write_bench(root, times: dict[str, dict[str, list[float]]]):
         "training_time_s": {task: {"timesteps": 1000, "times": t} for task, t in times.items()},
     }
     (root / "bench.json").write_text(json.dumps(record))
+
+
+def test_probe_noise_of_a_whole_pool_minibatch_is_not_applicable_but_its_gap_is_measured(tmp_path):
+    # PPO's zoo CartPole: the minibatch is the whole rollout, so every draw is the same batch.
+    write_run(tmp_path, "bn", 0, probe=[(256, "actor", "output", 256, 256, 0.0, 0.4, 0.0, float("nan")),
+                                        (256, "actor", "mlp.0", 256, 256, 0.0, 0.2, 0.0, float("nan"))])
+    run = load_results(tmp_path).runs[0]
+    assert math.isnan(run.probe_mean("noise")) and math.isnan(run.probe_mean("relative_noise"))
+    assert run.probe_mean("gap") == pytest.approx(0.4)
+    assert run.probe_mean("gap", layer="layers") == pytest.approx(0.2)

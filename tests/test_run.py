@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.evaluation import evaluate_policy
 
-from rlnorm import run
+from rlnorm import callbacks, run
 from rlnorm.config import EvalSettings, single_run
 from rlnorm.run import EVAL_SEED_OFFSET, run_one
 
@@ -126,6 +127,7 @@ def test_off_policy_run_with_action_noise(tmp_path):
     assert evaluations(tmp_path)["timesteps"].tolist() == [0, 150, 300]
 
 
+@pytest.mark.slow
 def test_crossq_runs_as_published_with_its_batch_renorm(tmp_path):
     from sb3_contrib import CrossQ
     from sb3_contrib.common.torch_layers import BatchRenorm
@@ -146,11 +148,11 @@ def test_evaluating_in_eval_mode_throughout_gives_what_sb3_gives(algo, env_id):
     def episodes():
         env = run.make_env(agent, 3)
         env.seed(7)
-        return run.evaluate_policy(model, env, n_eval_episodes=4, deterministic=True, return_episode_rewards=True)
+        return evaluate_policy(model, env, n_eval_episodes=4, deterministic=True, return_episode_rewards=True)
 
     expected = episodes()
     model.policy.set_training_mode(True)
-    with run.eval_mode_throughout(model.policy):
+    with callbacks.eval_mode_throughout(model.policy):
         assert not any(module.training for module in model.policy.modules())
         assert episodes() == expected
         with pytest.raises(RuntimeError, match="train mode"):

@@ -1,5 +1,6 @@
 """Across-run statistics against values worked out by hand (docs/method.md#metrics)."""
 
+import itertools
 import math
 
 import numpy as np
@@ -162,11 +163,11 @@ def test_brown_forsythe_edge_cases():
 def test_mann_whitney_exact():
     # x entirely below y: U = 0; only 1 of C(6, 3) = 20 splits is as extreme in each direction
     x, y = [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]
-    assert stats.mann_whitney(x, y) == stats.HypothesisTestResult(0.0, pytest.approx(0.1))
-    assert stats.mann_whitney(x, y, "less").pvalue == pytest.approx(0.05)
-    assert stats.mann_whitney(x, y, "greater").pvalue == pytest.approx(1.0)
+    assert stats.exact_mann_whitney(x, y) == stats.HypothesisTestResult(0.0, pytest.approx(0.1))
+    assert stats.exact_mann_whitney(x, y, "less").pvalue == pytest.approx(0.05)
+    assert stats.exact_mann_whitney(x, y, "greater").pvalue == pytest.approx(1.0)
     with pytest.raises(ValueError, match="alternative must be one of"):
-        stats.mann_whitney(x, y, "bigger")
+        stats.exact_mann_whitney(x, y, "bigger")
 
 
 def test_permutation_test_means_exact():
@@ -200,8 +201,128 @@ def test_holm_adjust_rejects_invalid_pvalues(pvalues):
         stats.holm_adjust(pvalues)
 
 
-def test_stratified_permutation_pvalue():
-    low, high = [np.arange(5.0)] * 2, [np.arange(5.0) + 10] * 2
-    # Only the observed labelling and its mirror are as extreme as it: p ~ 2 / C(10, 5)^2 ~ 0.
-    assert stats.stratified_permutation_pvalue(low, high, rng=0) < 0.01
-    assert stats.stratified_permutation_pvalue(low, low, rng=0) == 1.0
+# Exact rank tests --------------------------------------------------------------------------------------
+
+def _u(x: np.ndarray, y: np.ndarray) -> float:
+    return (x[:, None] > y[None]).sum() + 0.5 * (x[:, None] == y[None]).sum()
+
+
+def _enumerated_pvalue(tasks: list[tuple[np.ndarray, np.ndarray]], alternative: str) -> float:
+    """Every relabelling of every task, counted: the definition the exact test must match."""
+    per_task = []
+    for x, y in tasks:
+        pooled, n_x = np.concatenate([x, y]), len(x)
+        labellings = itertools.combinations(range(len(pooled)), n_x)
+        per_task.append([_u(pooled[list(c)], np.delete(pooled, list(c))) / (len(x) * len(y)) for c in labellings])
+    observed = np.mean([_u(x, y) / (len(x) * len(y)) for x, y in tasks])
+    means = np.array([np.mean(combo) for combo in itertools.product(*per_task)])
+    if alternative == "greater":
+        return float(np.mean(means >= observed - 1e-12))
+    if alternative == "less":
+        return float(np.mean(means <= observed + 1e-12))
+    return float(np.mean(np.abs(means - 0.5) >= abs(observed - 0.5) - 1e-12))
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_exact_mann_whitney_counts_every_relabelling_ties_included(alternative):
+    generator = np.random.default_rng(0)
+    for _ in range(4):
+        # Few distinct values: many ties, as returns stuck at a floor or a ceiling give.
+        x, y = generator.integers(0, 4, 6).astype(float), generator.integers(0, 4, 7).astype(float)
+        result = stats.exact_mann_whitney(x, y, alternative)
+        assert result.pvalue == pytest.approx(_enumerated_pvalue([(x, y)], alternative), abs=1e-12)
+        assert result.statistic == _u(x, y)
+
+
+def test_exact_mann_whitney_matches_scipys_exact_test_without_ties():
+    generator = np.random.default_rng(1)
+    x, y = generator.normal(size=10), generator.normal(size=10) + 1.0
+    expected = sps.mannwhitneyu(x, y, method="exact").pvalue
+    assert stats.exact_mann_whitney(x, y).pvalue == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater"])
+def test_stratified_rank_test_is_the_exact_distribution_over_relabellings_within_tasks(alternative):
+    generator = np.random.default_rng(2)
+    # Unequal sizes across tasks: the tasks' statistics live on different grids.
+    tasks = [(generator.integers(0, 3, 4).astype(float), generator.integers(0, 3, 4).astype(float)),
+             (generator.normal(size=3) + 0.5, generator.normal(size=5))]
+    result = stats.stratified_rank_test([x for x, _ in tasks], [y for _, y in tasks], alternative)
+    assert result.pvalue == pytest.approx(_enumerated_pvalue(tasks, alternative), abs=1e-12)
+    assert result.statistic == pytest.approx(np.mean([_u(x, y) / (len(x) * len(y)) for x, y in tasks]))
+
+
+def test_smallest_attainable_rank_test_pvalue():
+    assert stats.smallest_rank_test_pvalue([(5, 5)]) == pytest.approx(2 / 252)  # 0.0079: 5 vs 5 seeds
+    assert stats.smallest_rank_test_pvalue([(10, 10)]) == pytest.approx(2 / 184_756)
+    assert stats.smallest_rank_test_pvalue([(5, 5), (5, 5)], "greater") == pytest.approx(1 / 252**2)
+    separated = stats.exact_mann_whitney(np.arange(5.0) + 10, np.arange(5.0))
+    assert separated.pvalue == pytest.approx(stats.smallest_rank_test_pvalue([(5, 5)]))
+
+
+def _enumerated_trend_pvalue(groups: list[np.ndarray], alternative: str) -> float:
+    pooled, sizes = np.concatenate(groups), [len(g) for g in groups]
+    statistics = []
+    for labels in set(itertools.permutations(np.repeat(np.arange(len(groups)), sizes))):
+        labels = np.array(labels)
+        statistics.append(stats.jonckheere_statistic([pooled[labels == i] for i in range(len(groups))]))
+    statistics, observed = np.array(statistics), stats.jonckheere_statistic(groups)
+    if alternative == "greater":
+        return float(np.mean(statistics >= observed - 1e-9))
+    if alternative == "less":
+        return float(np.mean(statistics <= observed + 1e-9))
+    centre = sum(sizes[i] * sizes[j] for i in range(3) for j in range(i + 1, 3)) / 2
+    return float(np.mean(np.abs(statistics - centre) >= abs(observed - centre) - 1e-9))
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_jonckheere_terpstra_is_exact_ties_included(alternative):
+    # Returns at a floor and a ceiling tie: -500 x 3 and 500 x 3 among 8 runs.
+    groups = [np.array([-500.0, 120.0, 500.0]), np.array([-500.0, 500.0, 300.0]), np.array([-500.0, 500.0])]
+    result = stats.jonckheere_terpstra([groups], alternative)
+    assert result.pvalue == pytest.approx(_enumerated_trend_pvalue(groups, alternative), abs=1e-12)
+
+
+def test_jonckheere_terpstra_pools_tasks_by_convolution_and_finds_a_clear_trend():
+    generator = np.random.default_rng(3)
+    rising = [[generator.normal(size=10) + shift for shift in (0.0, 1.0, 2.0)] for _ in range(2)]
+    result = stats.jonckheere_terpstra(rising, "greater")
+    assert result.pvalue < 1e-6 and stats.jonckheere_terpstra(rising, "less").pvalue > 0.99
+    # the null distribution of one task is symmetric about half the number of cross-group pairs
+    distribution = stats.jonckheere_null_distribution(rising[0])
+    np.testing.assert_allclose(distribution, distribution[::-1], atol=1e-15)
+
+
+# Return variance for bimodal returns -------------------------------------------------------------------
+
+def test_failure_rate_counts_runs_below_the_threshold_with_a_wilson_interval():
+    rate = stats.failure_rate(stats.normalized_scores([-500, -480, 450, 500, 500], -500.0, 500.0))
+    assert rate.value == 0.4  # scores 0, 0.02, 0.95, 1, 1: two below 0.5
+    # Wilson's interval for 2 of 5 (worked out by hand: centre (k + z^2/2) / (n + z^2), z = 1.96)
+    z = 1.959963984540054
+    centre, half = (2 + z**2 / 2) / (5 + z**2), z / (5 + z**2) * math.sqrt(2 * 3 / 5 + z**2 / 4)
+    assert (rate.low, rate.high) == pytest.approx((centre - half, centre + half), rel=1e-9)
+    assert stats.failure_rate([1.0, 1.0]).low == 0.0  # no failure: the interval still has width
+    assert stats.failure_rate([1.0, 1.0]).high > 0.5
+
+
+def test_failure_rate_test_is_barnards_exact_test_and_uninformative_when_all_runs_agree():
+    x, y = [0.0] * 8 + [1.0] * 2, [1.0] * 10
+    result = stats.failure_rate_test(x, y)
+    expected = sps.barnard_exact([[8, 0], [2, 10]]).pvalue
+    assert result.statistic == pytest.approx(0.8) and result.pvalue == pytest.approx(expected)
+    assert stats.failure_rate_test([1.0] * 5, [1.0] * 5).pvalue == 1.0
+
+
+def test_inter_percentile_range_spans_the_central_ninety_percent():
+    assert stats.inter_percentile_range(np.arange(11.0)) == pytest.approx(9.0)  # 9.5 - 0.5
+    assert stats.inter_percentile_range(np.arange(11.0), coverage=0.5) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="coverage must be in"):
+        stats.inter_percentile_range([1.0, 2.0], coverage=1.0)
+
+
+def test_paired_log_ratio_test_reaches_only_two_over_two_to_the_n_with_n_pairs():
+    slower = stats.paired_log_ratio_test([1.1, 1.2, 1.05, 1.3, 1.15], [1.0] * 5)
+    assert slower.statistic == pytest.approx(1.15) and slower.pvalue == pytest.approx(2 / 32)
+    twelve = stats.paired_log_ratio_test(np.linspace(1.05, 1.3, 12), np.ones(12), "greater")
+    assert twelve.pvalue == pytest.approx(1 / 4096)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -104,6 +105,7 @@ def test_an_interrupted_run_is_redone_from_scratch(reference, tmp_path):
     assert_same_results(out, reference)
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_study(reference, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "rlnorm.cli", "study", str(SMOKE), "--out", str(out), "--quiet"]
@@ -126,6 +128,7 @@ def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_study(referen
     assert_same_results(out, reference)
 
 
+@pytest.mark.slow
 def test_failures_are_isolated_recorded_and_retried_alone(reference, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     with monkeypatch.context() as patch:
@@ -170,6 +173,20 @@ def test_runs_recorded_with_other_settings_are_refused(reference, tmp_path):
         run_study(changed, quiet=True)
 
 
+def test_runs_made_by_other_training_code_are_refused_unless_allowed(reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    done = out / "ppo/CartPole-v1/bn/seed-0/done.json"
+    record = json.loads(done.read_text())
+    record["code"] = {**record["code"], "source_hash": "f" * 64, "commit": "a" * 40}
+    done.write_text(json.dumps(record))
+    with pytest.raises(StudyError, match=r"seed-0 was made by training code ffffffffffff \(commit a{40}\).*"
+                                         r"--allow-other-code"):
+        run_study(load_study(SMOKE, out=out), quiet=True)
+    summary = run_study(load_study(SMOKE, out=out), quiet=True, allow_other_code=True)
+    assert (summary.skipped, summary.done) == (N_RUNS, 0)
+
+
 def test_local_executor_runs_each_job_once_in_worker_processes():
     pids = list(run_local([partial(os.getpid)] * 6, workers=2))
     assert len(pids) == 6 and os.getpid() not in pids and len(set(pids)) <= 2
@@ -180,6 +197,7 @@ def test_a_worker_that_dies_stops_the_study_with_a_clear_error():
         list(run_local([partial(os._exit, 1)], workers=1))
 
 
+@pytest.mark.slow
 def test_ray_executor_makes_the_same_runs_and_files(reference, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "out"
