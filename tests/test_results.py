@@ -171,7 +171,6 @@ def test_not_a_results_directory(tmp_path):
     run_dir = write_run(tmp_path)
     with pytest.raises(ResultsError, match="is one run's directory"):
         load_results(run_dir)
-    assert issubclass(ResultsError, ValueError)
 
 
 def test_one_variant_gets_a_note(tmp_path):
