@@ -110,6 +110,11 @@ class Comparison:
     :param detail: the numbers in natural units
     :param blocked: why the comparison is not read, if it is not
     :param p_adjusted: Holm-adjusted p-value, set once the report's family is known
+    :param sizes: per task compared, (runs of X, runs of Y)
+    :param smallest_p: the smallest raw p-value the test can give with these sizes (nan where not known:
+        spreads); with ``smallest_p_adjusted``, what the sample sizes allow at all
+    :param smallest_p_adjusted: ``smallest_p`` after the correction, the other comparisons' p-values as they
+        are: at or above the level, the comparison cannot be significant whatever the data
     """
 
     quantity: Quantity
@@ -122,6 +127,14 @@ class Comparison:
     detail: str
     blocked: str | None = None
     p_adjusted: float = math.nan
+    sizes: tuple[tuple[int, int], ...] = ()
+    smallest_p: float = math.nan
+    smallest_p_adjusted: float = math.nan
+
+    @property
+    def powerless(self) -> bool:
+        """:return: whether these sample sizes cannot reach significance in this family, whatever the data"""
+        return not self.blocked and self.smallest_p_adjusted >= ALPHA
 
     @property
     def direction(self) -> Direction | None:
@@ -146,6 +159,8 @@ class Comparison:
         """:return: the verdict when the comparison tests a claim, else which way the data go"""
         if self.blocked:
             return self.blocked
+        if self.powerless:
+            return f"cannot be significant with n = {self.sample_sizes} (smallest p {_fmt(self.smallest_p_adjusted)})"
         if self.expected is not None:
             return self.verdict
         sides = {"less": "X lower (significant)", "greater": "X higher (significant)"}
@@ -155,6 +170,11 @@ class Comparison:
     def scope(self) -> str:
         """:return: ``algo/env`` or ``all tasks``"""
         return "all tasks" if self.task is None else "/".join(self.task)
+
+    @property
+    def sample_sizes(self) -> str:
+        """:return: the runs compared, ``5 vs 5`` (per task when pooled: ``10 vs 10, 5 vs 5``)"""
+        return ", ".join(f"{n_x} vs {n_y}" for n_x, n_y in self.sizes)
 
 
 def _deviations(values: np.ndarray) -> np.ndarray:
@@ -223,6 +243,7 @@ def compare_values(
     else:
         scores = list(values.values())
     xs, ys = [x for x, _ in scores], [y for _, y in scores]
+    sizes = tuple((x.size, y.size) for x, y in scores)
     probability = st.stratified_probability_of_improvement(xs, ys, rng=BOOTSTRAP_SEED)
     if task is None:
         pvalue = st.stratified_rank_test(xs, ys).pvalue
@@ -230,7 +251,9 @@ def compare_values(
         pvalue = st.brown_forsythe(*values[task]).pvalue
     else:
         pvalue = st.exact_mann_whitney(*values[task]).pvalue
-    return Comparison(quantity, x_name, y_name, task, expected, probability, pvalue, _detail(quantity, values, task))
+    smallest = math.nan if quantity.kind == "spread" and task is not None else st.smallest_rank_test_pvalue(sizes)
+    return Comparison(quantity, x_name, y_name, task, expected, probability, pvalue, _detail(quantity, values, task),
+                      sizes=sizes, smallest_p=smallest)
 
 
 def _names(pairs: dict[Task, tuple[Group, Group]]) -> tuple[str, str]:
@@ -609,8 +632,14 @@ def adjust(comparisons: list[Comparison]) -> None:
     :param comparisons: the family
     """
     made = [c for c in comparisons if not c.blocked and not math.isnan(c.pvalue)]
-    for comparison, adjusted in zip(made, st.holm_adjust([c.pvalue for c in made]), strict=True):
+    pvalues = [c.pvalue for c in made]
+    for comparison, adjusted in zip(made, st.holm_adjust(pvalues), strict=True):
         comparison.p_adjusted = float(adjusted)
+    for index, comparison in enumerate(made):
+        if not math.isnan(comparison.smallest_p):
+            # The best these sizes allow: this comparison at its smallest p, the others as they are.
+            best = pvalues[:index] + [comparison.smallest_p] + pvalues[index + 1 :]
+            comparison.smallest_p_adjusted = float(st.holm_adjust(best)[index])
 
 
 def analyze(results: Results) -> Analysis:

@@ -308,3 +308,16 @@ def test_a_bench_record_decides_the_cost_claim_instead_of_the_study_runs(tmp_pat
     (tmp_path / "bench.json").write_text(json.dumps({"training_time_s": {"ppo/CartPole-v1": [1.0, 2.0]}}))
     with pytest.raises(ResultsError, match="bench.json is not a bench record: expected training_time_s"):
         load_results(tmp_path)
+
+
+def test_a_comparison_its_sample_sizes_cannot_make_significant_says_so(tmp_path):
+    # 3 against 3 runs: the smallest two-sided exact p-value is 2 / C(6, 3) = 0.1, above 0.05 before any
+    # correction, however far apart the runs are.
+    write_study(tmp_path, {"none": [500.0, 501.0, 502.0], "bn": [100.0, 101.0, 102.0]})
+    final = verdict(analyze(load_results(tmp_path)), "1", "ppo/CartPole-v1").comparisons[0]
+    assert final.smallest_p == pytest.approx(0.1) and final.powerless
+    assert final.outcome == "cannot be significant with n = 3 vs 3 (smallest p 0.1)"
+    # 10 against 10 can: the same separation is significant.
+    write_study(tmp_path / "ten", {"none": list(500 + TEN), "bn": list(100 + TEN)})
+    final = verdict(analyze(load_results(tmp_path / "ten")), "1", "ppo/CartPole-v1").comparisons[0]
+    assert not final.powerless and final.verdict == SUPPORTED
