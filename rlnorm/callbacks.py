@@ -205,9 +205,10 @@ class MechanismRecorder(BaseCallback):
         start = time.perf_counter()
         step = self.model.num_timesteps
         self.next_probe = (step // self.settings.every + 1) * self.settings.every
-        batch_size = training_batch_size(self.model)
         probe_rows, drift_rows = [], []
         for index, (name, (network, pool)) in enumerate(policy_networks(self.model).items()):
+            # A minibatch size above the rollout trains on the whole rollout (SB3 only warns about it).
+            batch_size = min(training_batch_size(self.model), pool.shape[0])
             measured = minibatch_noise(network, pool, batch_size, self.settings.draws, self.settings.states,
                                        seed=step + index)
             layers = {OUTPUT_LAYER: (measured.noise, measured.gap, measured.relative_noise,

@@ -197,3 +197,19 @@ def test_off_policy_agents_are_probed_once_their_updates_have_begun(tmp_path):
     # step 1,001's transition after the callbacks of that step).
     assert {(row["timesteps"], row["batch_size"], row["pool_size"]) for row in rows} == {("1001", "64", "1000")}
     assert all(float(row["noise"]) > 0 for row in rows if row["layer"] == "output")
+
+
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")
+def test_a_minibatch_size_above_the_rollout_is_probed_as_the_whole_rollout(tmp_path):
+    from stable_baselines3 import PPO
+
+    from rlnorm.callbacks import MechanismRecorder
+    from rlnorm.config import ProbeSettings
+    from rlnorm.policies import NormActorCriticPolicy
+
+    model = PPO(NormActorCriticPolicy, "CartPole-v1", n_steps=16, batch_size=64, seed=0,
+                policy_kwargs=dict(norm="bn", net_arch=[8]))
+    model.learn(32, callback=MechanismRecorder(ProbeSettings(every=16, states=2, draws=2), tmp_path))
+    with open(tmp_path / "probe.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert rows and {(row["batch_size"], row["pool_size"]) for row in rows} == {("16", "16")}
