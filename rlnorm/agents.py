@@ -29,8 +29,6 @@ cannot be set in an agents file.
 from __future__ import annotations
 
 import copy
-import difflib
-import importlib
 import inspect
 import types
 import typing
@@ -41,21 +39,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from rlnorm.algorithms import ALGORITHMS
+from rlnorm.checks import did_you_mean
+
 if TYPE_CHECKING:
     from gymnasium import spaces
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.noise import ActionNoise
 
 #: algo name -> ``module:class`` of its implementation, imported only when an agent is loaded.
-ALGORITHMS: dict[str, str] = {
-    "a2c": "stable_baselines3:A2C",
-    "crossq": "sb3_contrib:CrossQ",
-    "dqn": "stable_baselines3:DQN",
-    "ppo": "stable_baselines3:PPO",
-    "sac": "stable_baselines3:SAC",
-    "td3": "stable_baselines3:TD3",
-}
-
 #: activation name in an agents file -> class name in ``torch.nn``.
 ACTIVATIONS: dict[str, str] = {
     "elu": "ELU",
@@ -217,7 +209,7 @@ def load_agent(algo: str, env_id: str, agents_dir: Path | None = None) -> AgentS
     entries = _read_entries(path)
     if env_id not in entries:
         raise ValueError(
-            f"{path.name} has no entry for env {env_id!r}{_did_you_mean(str(env_id), entries)}; "
+            f"{path.name} has no entry for env {env_id!r}{did_you_mean(str(env_id), entries)}; "
             f"it has: {', '.join(entries)}"
         )
     return _resolve_entry(algo, env_id, entries[env_id], where=f"{path.name} {env_id}")
@@ -256,7 +248,7 @@ def _resolve_agents_dir(agents_dir: Path | None) -> Path:
 def _check_algo(algo: str) -> None:
     if algo not in ALGORITHMS:
         raise ValueError(
-            f"unknown algo {algo!r}{_did_you_mean(str(algo).lower(), ALGORITHMS)}; "
+            f"unknown algo {algo!r}{did_you_mean(str(algo).lower(), ALGORITHMS)}; "
             f"allowed: {', '.join(ALGORITHMS)}"
         )
 
@@ -284,8 +276,7 @@ def _read_entries(path: Path) -> dict[str, Any]:
 
 
 def _algo_class(algo: str) -> type[BaseAlgorithm]:
-    module_name, class_name = ALGORITHMS[algo].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return ALGORITHMS[algo].model_class()
 
 
 def _resolve_entry(algo: str, env_id: str, entry: Any, where: str) -> AgentSpec:
@@ -357,7 +348,7 @@ def _resolve_policy_kwargs(value: Any, algo_class: type[BaseAlgorithm], where: s
 def _activation(value: Any, name: str) -> type:
     if not isinstance(value, str) or value not in ACTIVATIONS:
         raise ValueError(
-            f"{name} = {value!r} is not a known activation{_did_you_mean(str(value).lower(), ACTIVATIONS)}; "
+            f"{name} = {value!r} is not a known activation{did_you_mean(str(value).lower(), ACTIVATIONS)}; "
             f"allowed: {', '.join(ACTIVATIONS)}"
         )
     from torch import nn
@@ -403,7 +394,7 @@ def _action_noise(value: Any, name: str) -> ActionNoiseSpec:
         raise ValueError(f"{name} = {value!r}; {allowed}")
     kind, sigma = value["type"], value["sigma"]
     if kind not in NOISE_TYPES:
-        raise ValueError(f"{name}.type = {kind!r}{_did_you_mean(str(kind), NOISE_TYPES)}; {allowed}")
+        raise ValueError(f"{name}.type = {kind!r}{did_you_mean(str(kind), NOISE_TYPES)}; {allowed}")
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0:
         raise ValueError(f"{name}.sigma = {sigma!r}; {allowed}")
     return ActionNoiseSpec(kind, float(sigma))
@@ -421,13 +412,8 @@ def _check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str) 
     allowed = list(allowed)
     for key in mapping:
         if key not in allowed:
-            hint = f" ({_KEY_HINTS[key]})" if key in _KEY_HINTS else _did_you_mean(str(key), allowed)
+            hint = f" ({_KEY_HINTS[key]})" if key in _KEY_HINTS else did_you_mean(str(key), allowed)
             raise ValueError(f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(allowed)}")
-
-
-def _did_you_mean(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _union_args(annotation: Any) -> tuple[Any, ...]:

@@ -19,7 +19,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rlnorm import stats as st
 from rlnorm.agents import load_agent
-from rlnorm.config import ALGORITHMS
+from rlnorm.algorithms import ALGORITHMS
 from rlnorm.norms import get_norm, validate_norm
 from rlnorm.policies import use_fast_optimizers
 from rlnorm.provenance import code_revision, hardware, versions
@@ -96,7 +96,7 @@ def _build(algo: str, env_id: str, policy: str, seed: int = 0):
     kwargs = agent.model_kwargs(env.action_space)
     policy_class = PLAIN
     if policy not in (PLAIN, PLAIN_FAST):
-        policy_class = ALGORITHMS[algo].policy_class
+        policy_class = ALGORITHMS[algo].policy_class()
         kwargs["policy_kwargs"]["norm"], kwargs["policy_kwargs"]["norm_kwargs"] = _norm_of(policy)
     model = agent.algo_class(policy_class, env, seed=seed, device="cpu", verbose=0, **kwargs)
     if policy == PLAIN_FAST:
@@ -224,7 +224,7 @@ def training_speed(algo: str, env_id: str, norm: str = "none", timesteps: int = 
     load_agent(algo, env_id)  # a clear error for an unknown algo or env
     validate_norm(norm)
     torch.set_num_threads(1)
-    model = _build(algo, env_id, PLAIN if ALGORITHMS[algo].policy_class is None else norm)
+    model = _build(algo, env_id, PLAIN if ALGORITHMS[algo].policy is None else norm)
     if hasattr(model, "learning_starts"):
         model.learning_starts = model.batch_size
     rollout = getattr(model, "n_steps", 1) * model.n_envs

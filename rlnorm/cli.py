@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlnorm.records import PROBE_DRAWS, PROBE_STATES
+from rlnorm.algorithms import ALGORITHMS, NORM_IN
+from rlnorm.records import NORM_MODES, PROBE_DRAWS, PROBE_STATES
 
 
 def _cmd_norms(args: argparse.Namespace) -> int:
@@ -69,12 +70,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from rlnorm.report import analysis_tables
+    from rlnorm.checks import ConfigError
+    from rlnorm.report import analysis_tables, declared, scales_of
     from rlnorm.results import ResultsError, load_results
 
     try:
-        print(analysis_tables(load_results(args.results)))
-    except ResultsError as error:
+        results = load_results(args.results)
+        print(analysis_tables(results, scales_of(results, declared(results).scores)))
+    except (ResultsError, ConfigError) as error:
         return _fail(args, error)
     return 0
 
@@ -92,12 +95,15 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from rlnorm.checks import ConfigError
     from rlnorm.report import write_report
     from rlnorm.results import ResultsError, load_results
 
     try:
-        markdown, html = write_report(load_results(args.results), Path(args.out or Path(args.results) / "report"))
-    except ResultsError as error:
+        markdown, html = write_report(
+            load_results(args.results), Path(args.out or Path(args.results) / "report"), args.config, args.seed
+        )
+    except (ResultsError, ConfigError) as error:
         return _fail(args, error)
     print(f"{markdown}\n{html}")
     return 0
@@ -182,11 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     study.set_defaults(func=_cmd_study)
 
     train = _command(commands, "train", "train and evaluate one run, recorded as a study run is")
-    train.add_argument("--algo", required=True, help="ppo, a2c, dqn, sac or td3")
+    train.add_argument("--algo", required=True, choices=list(ALGORITHMS), help="the algorithm")
     train.add_argument("--env", required=True, help="environment id with an entry in agents/<algo>.yaml")
     train.add_argument("--norm", default="none", help="norm name (`rlnorm norms` lists them; default: none)")
-    train.add_argument("--norm-in", default="both", help="networks with the norm: both, actor or critic")
-    train.add_argument("--norm-mode", default="sb3", help="sb3, consistent, frozen or fixed (default: sb3)")
+    train.add_argument("--norm-in", default="both", choices=NORM_IN, help="networks with the norm (default: both)")
+    train.add_argument("--norm-mode", default="sb3", choices=NORM_MODES, help="see rlnorm.policies (default: sb3)")
     train.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     train.add_argument("--timesteps", type=int, help="training steps (default: the agent's zoo budget)")
     train.add_argument("--eval-every", type=int, default=10_000, help="steps between evaluations (default: 10000)")
@@ -207,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = _command(commands, "report", "Markdown + HTML report with figures and verdicts")
     report.add_argument("results", help="a study's output directory")
     report.add_argument("--out", help="where the report goes (default: <results>/report)")
+    report.add_argument("--config", help="a study config whose claims and scores to test (default: the study's own, "
+                        "from its study.json, else the default claims)")
+    report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals; the verdicts do not "
+                        "depend on it (default: 0)")
     report.set_defaults(func=_cmd_report)
 
     probe = _command(commands, "probe", "the minibatch-noise probe on a finished run's saved model")

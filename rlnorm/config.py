@@ -38,6 +38,8 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
     executor: local              # local (a process pool) or ray; `rlnorm study --executor` overrides it
     workers: 2                   # runs at the same time (default: local, the number of cores; ray, the
                                  #   cluster's CPUs); `rlnorm study --workers` overrides it
+    claims: [...]                # what `rlnorm report` tests (default: the seed's claims), and
+    scores: {...}                #   how it normalizes returns: see rlnorm.claims
 
 Every key except algos, norms, seeds and budget is optional. A run is identified by
 ``<algo>/<env>/<variant>/seed-<seed>``, which is also its directory under ``out``.
@@ -46,7 +48,6 @@ Every key except algos, norms, seeds and budget is optional. A run is identified
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -55,53 +56,16 @@ from typing import Any
 
 import gymnasium as gym
 import yaml
-from gymnasium import spaces
-from stable_baselines3.common.policies import BasePolicy
 
 from rlnorm.agents import available_agents, load_agent
+from rlnorm.algorithms import ALGORITHMS, NORM_IN
+from rlnorm.checks import ConfigError, check_keys, check_unique, did_you_mean, string
+from rlnorm.claims import parse_claims, parse_scores
 from rlnorm.executors import EXECUTORS
 from rlnorm.norms import available_norms, validate_norm
-from rlnorm.policies import (
-    NORM_IN,
-    NormActorCriticPolicy,
-    NormDQNPolicy,
-    NormSACPolicy,
-    NormTD3Policy,
-    validate_norm_mode,
-)
+from rlnorm.policies import validate_norm_mode
 from rlnorm.records import PROBE_DRAWS, PROBE_STATES
 
-
-class ConfigError(ValueError):
-    """A config value that cannot be used: the message is one line naming it and what is allowed."""
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """What the runner needs to know about an algorithm beside its agents file.
-
-    :param policy_class: the rlnorm policy class it is built with; None for an algorithm run as published,
-        with its own ``MlpPolicy`` (and its own normalization), whose only variant is norm none
-    :param action_spaces: the action spaces it can act in (as SB3 checks them when building a model)
-    :param norm_in: the networks a norm can be confined to
-    """
-
-    policy_class: type[BasePolicy] | None
-    action_spaces: tuple[type[spaces.Space], ...]
-    norm_in: tuple[str, ...] = NORM_IN
-
-
-ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm(NormActorCriticPolicy, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)),
-    "a2c": Algorithm(NormActorCriticPolicy, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)),
-    # DQN has a single Q-network.
-    "dqn": Algorithm(NormDQNPolicy, (spaces.Discrete,), norm_in=("both",)),
-    "sac": Algorithm(NormSACPolicy, (spaces.Box,)),
-    "td3": Algorithm(NormTD3Policy, (spaces.Box,)),
-    # sb3-contrib's CrossQ with its default Batch Renorm critic: the published off-policy use of batch
-    # statistics, a reference cell beside SAC.
-    "crossq": Algorithm(None, (spaces.Box,), norm_in=("both",)),
-}
 # A variant name becomes a directory name.
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -117,13 +81,12 @@ STUDY_KEYS = (
     "tensorboard",
     "executor",
     "workers",
+    "claims",
+    "scores",
 )
 REQUIRED_KEYS = ("algos", "norms", "seeds", "budget")
 TASK_KEYS = ("seeds", "budget", "eval", "probe", "norms")
-VARIANT_KEYS = ("norm", "norm_kwargs", "norm_in", "norm_mode")
-PROBE_KEYS = ("enabled", "every", "states", "draws")
 BUDGET_KEYS = ("timesteps", "scale")
-EVAL_KEYS = ("every", "episodes", "deterministic")
 
 
 @dataclass(frozen=True)
@@ -172,6 +135,12 @@ class EvalSettings:
     every: int = 10_000
     episodes: int = 10
     deterministic: bool = True
+
+
+# The keys a config may give for these settings are the dataclasses' own fields (a variant's name is its key).
+VARIANT_KEYS = tuple(f.name for f in dataclasses.fields(NormVariant) if f.name != "name")
+PROBE_KEYS = tuple(f.name for f in dataclasses.fields(ProbeSettings))
+EVAL_KEYS = tuple(f.name for f in dataclasses.fields(EvalSettings))
 
 
 @dataclass(frozen=True)
@@ -241,6 +210,9 @@ class StudyConfig:
     :param executor: ``local`` or ``ray``
     :param workers: runs at the same time (None: the executor's default)
     :param source: the config file it was read from ("" when given as data)
+    :param claims: the claims the report tests, as declared (checked by :func:`rlnorm.claims.parse_claims`);
+        None: the default set
+    :param scores: how the report normalizes returns, as declared (:func:`rlnorm.claims.parse_scores`)
     """
 
     name: str
@@ -251,6 +223,8 @@ class StudyConfig:
     executor: str = "local"
     workers: int | None = None
     source: str = ""
+    claims: list[dict[str, Any]] | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
 
     def runs(self) -> list[RunSpec]:
         """Expand the grid seed by seed (the i-th seed of every task, then the next), so that an interrupted
@@ -311,8 +285,8 @@ def parse_study(raw: Any, default_name: str, source: str) -> StudyConfig:
 
 
 def _parse_study(raw: Any, default_name: str) -> StudyConfig:
-    _check_keys(raw, STUDY_KEYS, "", required=REQUIRED_KEYS)
-    name = _string(raw.get("name", default_name), "name")
+    check_keys(raw, STUDY_KEYS, "", required=REQUIRED_KEYS)
+    name = string(raw.get("name", default_name), "name")
     executor = raw.get("executor", "local")
     if executor not in EXECUTORS:
         raise ConfigError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
@@ -333,14 +307,22 @@ def _parse_study(raw: Any, default_name: str) -> StudyConfig:
     for name_, variant in every_variant.items():
         if any(other.name == name_ and other != variant for task in tasks for other in task.variants):
             raise ConfigError(f"norms: variant {name_!r} is defined differently in two places; give them two names")
+    # The report tests the claims: a claim it could not test is a config error now, not a surprise then.
+    run_variants = {f"{task.algo}/{task.env_id}": [variant.name for variant in task.variants] for task in tasks}
+    claims = raw.get("claims")
+    if claims is not None:
+        parse_claims(claims, run_variants)
+    parse_scores(raw.get("scores", {}), run_variants)
     return StudyConfig(
         name=name,
-        out=Path(_string(raw.get("out", f"results/{name}"), "out")),
+        out=Path(string(raw.get("out", f"results/{name}"), "out")),
         tasks=tasks,
         variants=list(every_variant.values()),
         tensorboard=tensorboard,
         executor=executor,
         workers=workers,
+        claims=claims,
+        scores=raw.get("scores", {}),
     )
 
 
@@ -353,14 +335,14 @@ def _parse_tasks(
     variants: list[NormVariant],
 ) -> list[Task]:
     agents = available_agents()
-    _check_keys(raw, list(ALGORITHMS), "algos", what="algorithm")
+    check_keys(raw, list(ALGORITHMS), "algos", what="algorithm")
     if not raw:
         raise ConfigError(f"algos: no algorithm given; allowed: {', '.join(ALGORITHMS)}")
     tasks = []
     for algo, envs in raw.items():
         where = f"algos.{algo}"
         if isinstance(envs, list):
-            _check_unique(envs, where)
+            check_unique(envs, where)
             envs = dict.fromkeys(envs)
         if not isinstance(envs, dict) or not envs:
             raise ConfigError(
@@ -384,7 +366,7 @@ def _parse_task(
     variants: list[NormVariant],
 ) -> Task:
     where = f"algos.{algo}.{env_id}"
-    _check_keys(overrides, TASK_KEYS, where)
+    check_keys(overrides, TASK_KEYS, where)
     if "seeds" in overrides:
         seeds = _parse_seeds(overrides["seeds"], f"{where}.seeds")
     if "budget" in overrides:
@@ -404,7 +386,7 @@ def _parse_task(
 def _check_env(algo: str, env_id: Any, tuned_env_ids: list[str]) -> None:
     where = f"algos.{algo}"
     if not isinstance(env_id, str) or env_id not in gym.registry:
-        raise ConfigError(f"{where}: unknown environment {env_id!r}{_did_you_mean(env_id, list(gym.registry))}")
+        raise ConfigError(f"{where}: unknown environment {env_id!r}{did_you_mean(env_id, list(gym.registry))}")
     try:
         env = gym.make(env_id)
     except Exception as error:  # e.g. a MuJoCo env without `pip install rlnorm[mujoco]`
@@ -412,8 +394,8 @@ def _check_env(algo: str, env_id: Any, tuned_env_ids: list[str]) -> None:
     action_space = env.action_space
     env.close()
     supported = ALGORITHMS[algo].action_spaces
-    if not isinstance(action_space, supported):
-        kinds = " or ".join(space.__name__ for space in supported)
+    if type(action_space).__name__ not in supported:
+        kinds = " or ".join(supported)
         raise ConfigError(
             f"{where}: {algo} cannot act in {env_id}, whose action space is {action_space}; {algo} needs {kinds}"
         )
@@ -430,7 +412,7 @@ def _parse_variants(raw: Any, where: str) -> list[NormVariant]:
             f"{where}: expected a non-empty list of norms or variants; norms: {', '.join(available_norms())}"
         )
     variants = [_parse_variant(item, f"{where}[{i}]") for i, item in enumerate(raw)]
-    _check_unique([variant.name for variant in variants], where)
+    check_unique([variant.name for variant in variants], where)
     return variants
 
 
@@ -446,7 +428,7 @@ def _check_variants_fit(algo: str, variants: list[NormVariant], where: str) -> N
                 f"{where}: variant {variant.name!r} has norm_mode 'consistent', which makes PPO's ratio compare "
                 "train-mode outputs; a2c forms no ratio: use sb3, frozen or fixed"
             )
-        if ALGORITHMS[algo].policy_class is None and (variant.norm != "none" or variant.norm_mode != "sb3"):
+        if ALGORITHMS[algo].policy is None and (variant.norm != "none" or variant.norm_mode != "sb3"):
             raise ConfigError(
                 f"{where}: {algo} runs as published, with its own normalization; its only variant is "
                 f"norm none (e.g. `- {algo}: {{norm: none}}`), not {variant.name!r}"
@@ -488,7 +470,7 @@ def _parse_variant(item: Any, where: str) -> NormVariant:
     elif isinstance(item, dict) and len(item) == 1:
         name, settings = next(iter(item.items()))
         settings = {} if settings is None else settings
-        _check_keys(settings, VARIANT_KEYS, f"{where} ({name})")
+        check_keys(settings, VARIANT_KEYS, f"{where} ({name})")
     else:
         raise ConfigError(
             f"{where}: expected a norm name or a one-key mapping name: {{norm: ..., norm_kwargs: "
@@ -499,7 +481,7 @@ def _parse_variant(item: Any, where: str) -> NormVariant:
     norm = settings.get("norm", name)
     if norm not in available_norms():
         raise ConfigError(
-            f"{where}: unknown norm {norm!r}{_did_you_mean(norm, available_norms())}; "
+            f"{where}: unknown norm {norm!r}{did_you_mean(norm, available_norms())}; "
             f"norms: {', '.join(available_norms())}"
         )
     norm_kwargs = settings.get("norm_kwargs") or {}
@@ -525,7 +507,7 @@ def _parse_seeds(raw: Any, where: str) -> list[int]:
         if not raw:
             raise ConfigError(f"{where}: the list is empty; give a count (seeds 0..n-1) or a list of seeds")
         seeds = [_non_negative_int(seed, where) for seed in raw]
-        _check_unique(seeds, where)
+        check_unique(seeds, where)
         return seeds
     count = _int(raw, where, "a positive count or a list of seeds")
     if count < 1:
@@ -534,7 +516,7 @@ def _parse_seeds(raw: Any, where: str) -> list[int]:
 
 
 def _parse_budget(raw: Any, where: str) -> tuple[int | None, float | None]:
-    _check_keys(raw, BUDGET_KEYS, where)
+    check_keys(raw, BUDGET_KEYS, where)
     if len(raw) != 1:
         raise ConfigError(
             f"{where}: give exactly one of timesteps (steps per run) or scale (times the agent's zoo budget)"
@@ -548,7 +530,7 @@ def _parse_budget(raw: Any, where: str) -> tuple[int | None, float | None]:
 
 
 def _parse_eval(raw: Any, defaults: EvalSettings, where: str) -> EvalSettings:
-    _check_keys(raw, EVAL_KEYS, where)
+    check_keys(raw, EVAL_KEYS, where)
     return EvalSettings(
         every=_positive_int(raw.get("every", defaults.every), f"{where}.every"),
         episodes=_positive_int(raw.get("episodes", defaults.episodes), f"{where}.episodes"),
@@ -557,7 +539,7 @@ def _parse_eval(raw: Any, defaults: EvalSettings, where: str) -> EvalSettings:
 
 
 def _parse_probe(raw: Any, defaults: ProbeSettings, where: str) -> ProbeSettings:
-    _check_keys(raw, PROBE_KEYS, where)
+    check_keys(raw, PROBE_KEYS, where)
     draws = _positive_int(raw.get("draws", defaults.draws), f"{where}.draws")
     if draws < 2:
         raise ConfigError(f"{where}.draws: {draws} minibatch cannot show a spread; give at least 2")
@@ -574,36 +556,6 @@ def _check_tensorboard_installed() -> None:
         import tensorboard  # noqa: F401
     except ImportError:
         raise ConfigError("tensorboard: true needs the tensorboard package (pip install tensorboard)") from None
-
-
-def _check_keys(
-    raw: Any,
-    allowed: list[str] | tuple[str, ...],
-    where: str,
-    required: tuple[str, ...] = (),
-    what: str = "key",
-) -> None:
-    """:param where: the mapping's place in the config ("" for the top level)"""
-    at = f"{where}: " if where else ""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{at}expected a mapping with {what}s {', '.join(allowed)}, got {raw!r}")
-    for key in raw:
-        if key not in allowed:
-            raise ConfigError(f"{at}unknown {what} {key!r}{_did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
-    for key in required:
-        if key not in raw:
-            raise ConfigError(f"{at}missing key {key!r}; required: {', '.join(required)}")
-
-
-def _did_you_mean(value: Any, allowed: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_unique(values: list[Any], where: str) -> None:
-    duplicates = sorted({str(v) for v in values if values.count(v) > 1})
-    if duplicates:
-        raise ConfigError(f"{where}: {', '.join(duplicates)} appears more than once")
 
 
 def _int(value: Any, where: str, expected: str) -> int:
@@ -630,12 +582,6 @@ def _non_negative_int(value: Any, where: str) -> int:
 def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: {value!r} is not true or false")
-    return value
-
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: {value!r} is not a non-empty string")
     return value
 
 
@@ -681,11 +627,12 @@ def single_run(
         flag = "--env" if where.startswith("algos.") else _TRAIN_FLAGS.get(where)
         if where == "norms[0]" and what.startswith(("norm_mode", "norm_in")):
             flag = "--" + what.split()[0].replace("_", "-")
+        if where.startswith("norms") and " has norm_in " in what:
+            flag = "--norm-in"
         raise ConfigError(f"{flag}: {what}" if flag else message) from None
 
 
 _TRAIN_FLAGS = {
-    "algos": "--algo",
     "norms[0]": "--norm",
     "seeds": "--seed",
     "budget.timesteps": "--timesteps",

@@ -90,23 +90,37 @@ def return_range(returns: ArrayLike) -> float:
     return float(np.percentile(y, 95) - y[0])
 
 
+def slope_dispersion(steps: ArrayLike, returns: ArrayLike, window: int = DEFAULT_DISPERSION_WINDOW) -> float:
+    """
+    Dispersion across time (Chan et al. 2020) in the returns' own units: the IQR of the slopes Δy in each
+    sliding window of ``window`` consecutive slopes (stride 1), averaged over windows. On normalized returns
+    it compares runs of one task without dividing by each run's range, so flat failing curves keep their
+    (small) dispersion instead of dropping out.
+
+    :param steps: environment step of each evaluation, strictly increasing
+    :param returns: return at each evaluation, at least ``window + 1`` points
+    :param window: number of slopes per window, at least 2
+    :return: the dispersion, in return units per environment step
+    """
+    if window < 2:
+        raise ValueError(f"window must be at least 2 slopes, got {window}")
+    x, y = _curve(steps, returns, window + 1, f"within-run dispersion with window={window}")
+    windows = np.lib.stride_tricks.sliding_window_view(derivative(x, y), window)
+    return float(np.mean(sps.iqr(windows, axis=1)))
+
+
 def within_run_dispersion(
     steps: ArrayLike, returns: ArrayLike, window: int = DEFAULT_DISPERSION_WINDOW
 ) -> float:
     """
-    Dispersion across time (Chan et al. 2020): the IQR of the slopes Δy in each sliding window of
-    ``window`` consecutive slopes (stride 1), averaged over windows, divided by the range.
+    :func:`slope_dispersion` divided by the curve's range.
 
     :param steps: environment step of each evaluation, strictly increasing
     :param returns: mean evaluation return at each evaluation, at least ``window + 1`` points
     :param window: number of slopes per window, at least 2
     :return: the normalized dispersion, in 1 / environment step; nan when the range is not positive
     """
-    if window < 2:
-        raise ValueError(f"window must be at least 2 slopes, got {window}")
-    x, y = _curve(steps, returns, window + 1, f"within_run_dispersion with window={window}")
-    windows = np.lib.stride_tricks.sliding_window_view(derivative(x, y), window)
-    return _per_range(float(np.mean(sps.iqr(windows, axis=1))), y)
+    return _per_range(slope_dispersion(steps, returns, window), as_sample(returns, "returns"))
 
 
 def short_term_risk(steps: ArrayLike, returns: ArrayLike, alpha: float = 0.05) -> float:

@@ -26,6 +26,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from rlnorm import stats as st  # noqa: E402
+from rlnorm.analysis import Analysis  # noqa: E402
+from rlnorm.claims import Trend  # noqa: E402
 from rlnorm.results import (  # noqa: E402
     BENCH_REFERENCE,
     DEFAULT_NORM_MODE,
@@ -75,10 +77,14 @@ SHADES = (0.0, 0.4, -0.35, 0.65, -0.55)
 """How far the n-th variant of a norm moves from the norm's colour: toward white (> 0) or black (< 0);
 a norm with more variants than this spreads them evenly over the same range instead."""
 LINE_STYLES = ("-", "--", ":", "-.")
+MODE_STYLES = dict(zip(NORM_MODES, LINE_STYLES, strict=True))
+"""Line style of each norm mode in the learning curves: the ladder's rungs differ by style, not only by shade."""
 
 CAPTIONS = {
     "learning_curves": "Evaluation return over training: IQM of the finished runs with its 95 % bootstrap CI; "
     "thin lines are failed (ending in x) or unfinished runs.",
+    "mechanism_curves": "Learning curves of the variants beside the core norms, per task and norm, with none's: "
+    "its modes (line style: sb3 solid, consistent dashed, frozen dotted, fixed dash-dot) and its option sweeps.",
     "final_returns": "Final return (mean of the last 3 evaluations) of every finished run (points), with the IQM "
     "and its 95 % CI (diamond); under a variant with unfinished or failed runs, its runs by status.",
     "dispersion": "Level and dispersion side by side, per norm (SB3 mode, default options): final IQM, across-seed "
@@ -97,18 +103,25 @@ CAPTIONS = {
     "mean over runs; line style per network.",
     "mode_mismatch": "PPO/A2C mode mismatch: |r - 1| of the probability ratio at the first minibatch of each "
     "update, before any step; mean (solid) and max (dashed), averaged over runs.",
+    "aggregate": "Final return normalized per task (uniform-random policy 0, reference 1), IQM over the runs of every "
+    "task a variant ran on, with a 95 % stratified bootstrap CI (rliable's aggregate).",
+    "performance_profile": "Performance profile: the fraction of runs whose normalized final return exceeds tau, "
+    "averaged over the tasks a variant ran on (rliable's score distribution); higher and further right is better.",
+    "dose_response": "Noise dose-response: final return (IQM, 95 % CI) against the measured relative probe noise "
+    "(mean over runs, 95 % CI) of each dose of a trend claim (labels: the variants); one panel per task.",
     "statistics_drift": "Relative change of the running statistics between evaluation points, mean over runs; "
     "line style per network.",
 }
 """What each figure shows, by file name (the report prints these under the figures)."""
 
 
-def plot_study(results: Results, out_dir: str | Path) -> list[Path]:
+def plot_study(results: Results, out_dir: str | Path, analysis: Analysis | None = None) -> list[Path]:
     """
     Draw every figure the results have data for.
 
     :param results: the study's results
     :param out_dir: where to write them, created if needed
+    :param analysis: what the report concludes, for the figures of normalized scores and of the noise dose
     :return: the files written, a PNG and a PDF per figure
     """
     out_dir = Path(out_dir)
@@ -127,6 +140,10 @@ def plot_study(results: Results, out_dir: str | Path) -> list[Path]:
         "mode_mismatch": lambda r, c: plot_series(r, c, _mismatch_series, "|r - 1| at first minibatch"),
         "statistics_drift": lambda r, c: plot_series(r, c, _drift_series, "running-statistics drift"),
     }
+    if analysis is not None:
+        figures["aggregate"] = lambda r, c: plot_aggregate(analysis, c)
+        figures["performance_profile"] = lambda r, c: plot_performance_profile(analysis, c)
+        figures["dose_response"] = lambda r, c: plot_dose_response(r, analysis, c)
     paths = []
     with plt.rc_context(STYLE):
         for name, draw in figures.items():
@@ -194,8 +211,10 @@ def shade(color: str, amount: float) -> str:
     return to_hex(rgb + (target - rgb) * abs(amount))
 
 
-def _legend(figure: Figure, colors: dict[str, str], variants: list[str], extra: list[Line2D] = ()) -> None:
-    handles = [Line2D([], [], color=colors[v], marker="o", markersize=4, label=v) for v in variants]
+def _legend(figure: Figure, colors: dict[str, str], variants: list[str], extra: list[Line2D] = (),
+            styles: dict[str, str] | None = None) -> None:
+    handles = [Line2D([], [], color=colors[v], marker="o", markersize=4, label=v, ls=(styles or {}).get(v, "-"))
+               for v in variants]
     handles += list(extra)
     figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), frameon=False)
 
@@ -298,19 +317,20 @@ def _curve_panels(results: Results, colors: dict[str, str], panels: list[tuple[s
             color = colors[group.variant]
             band = learning_curve(group)
             if band is not None:
-                ax.plot(band.steps, band.value, color=color, lw=1.5)
+                ax.plot(band.steps, band.value, color=color, lw=1.5, ls=MODE_STYLES.get(group.norm_mode, "-"))
                 ax.fill_between(band.steps, band.low, band.high, color=color, alpha=0.2, lw=0)
             for run in group.runs:
                 if run.status != DONE and run.steps.size:
-                    ax.plot(run.steps, run.returns, color=color, lw=0.7, ls="--", alpha=0.8)
+                    ax.plot(run.steps, run.returns, color=color, lw=0.6, alpha=0.6)
                     if run.status == FAILED:
                         ax.plot(run.steps[-1], run.returns[-1], "x", color=color, markersize=6)
         ax.set(title=title, xlabel="environment steps", ylabel="return")
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
     shown = list(dict.fromkeys(g.variant for _, groups in panels for g in groups))
     runs = [run for _, groups in panels for g in groups for run in g.runs]
-    partial = [Line2D([], [], color="grey", lw=0.7, ls="--", label="unfinished / failed (x) run")]
-    _legend(figure, colors, shown, partial if any(r.status != DONE for r in runs) else [])
+    partial = [Line2D([], [], color="grey", lw=0.6, alpha=0.6, label="unfinished / failed (x) run")]
+    styles = {g.variant: MODE_STYLES.get(g.norm_mode, "-") for _, groups in panels for g in groups}
+    _legend(figure, colors, shown, partial if any(r.status != DONE for r in runs) else [], styles)
     return figure
 
 
@@ -573,4 +593,96 @@ def plot_series(
     ]
     variants = list(dict.fromkeys(group.variant for group in groups if group.task in tasks))
     _legend(figure, colors, variants, styles)
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------- normalized
+
+
+def plot_aggregate(analysis: Analysis, colors: dict[str, str]) -> Figure | None:
+    """
+    IQM of normalized final returns per variant across tasks, with its stratified CI.
+
+    :param analysis: the report's analysis
+    :param colors: variant -> colour
+    :return: the figure, None without normalized scores
+    """
+    rows = list(analysis.aggregates)
+    if not rows:
+        return None
+    figure, ax = plt.subplots(figsize=(WIDTH_IN / 2, 0.25 * len(rows) + 1.0), layout="constrained")
+    for i, row in enumerate(rows):
+        estimate = row.iqm
+        xerr = None if math.isnan(estimate.low) else [[estimate.value - estimate.low], [estimate.high - estimate.value]]
+        ax.errorbar([estimate.value], [i], xerr=xerr, color=colors.get(row.variant, "grey"), marker="o",
+                    markersize=4, capsize=2, lw=1.2)
+    ax.set_yticks(range(len(rows)), [f"{r.variant} ({len(r.tasks)})" for r in rows])
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", lw=0.6, ls=":")
+    ax.set(xlabel="IQM of normalized final return (tasks)")
+    return figure
+
+
+def plot_performance_profile(analysis: Analysis, colors: dict[str, str]) -> Figure | None:
+    """
+    Fraction of runs above each normalized score, averaged over tasks, per variant (rliable's profile).
+
+    :param analysis: the report's analysis
+    :param colors: variant -> colour
+    :return: the figure, None without normalized scores
+    """
+    rows = [row for row in analysis.aggregates if sum(s.size for s in row.scores) > 1]
+    if not rows:
+        return None
+    every = np.concatenate([s for row in rows for s in row.scores])
+    taus = np.linspace(min(0.0, float(every.min())), max(1.0, float(every.max())), 201)
+    figure, ax = plt.subplots(figsize=(WIDTH_IN / 2, 2.6), layout="constrained")
+    for row in rows:
+        profile = np.mean([np.mean(scores[:, None] > taus[None, :], axis=0) for scores in row.scores], axis=0)
+        ax.plot(taus, profile, color=colors.get(row.variant, "grey"), lw=1.2, label=row.variant)
+    ax.set(xlabel="normalized final return tau", ylabel="fraction of runs > tau", ylim=(0, 1.02))
+    ax.legend(fontsize=6, frameon=False, ncol=2)
+    return figure
+
+
+def plot_dose_response(results: Results, analysis: Analysis, colors: dict[str, str]) -> Figure | None:
+    """
+    Final return against the measured relative probe noise along each trend claim's variants, per task.
+
+    :param results: the study's results
+    :param analysis: the report's analysis (its trend claims)
+    :param colors: variant -> colour
+    :return: the figure, None without a trend claim that ran
+    """
+    chains = list(dict.fromkeys(part.variants for v in analysis.verdicts for part in v.claim.parts
+                                if isinstance(part, Trend) and part.quantity == "final return"))
+    panels = []
+    for task in results.tasks:
+        here = [chain for chain in chains if all(results.group(task, v) is not None for v in chain)]
+        if here:
+            panels.append((task, here))
+    if not panels:
+        return None
+    figure, axes = _panels([task for task, _ in panels])
+    for ax, (task, here) in zip(axes, panels, strict=False):
+        for chain in here:
+            points = []
+            for variant in chain:
+                group = results.group(task, variant)
+                noise = group.values(lambda run: run.probe_mean("relative_noise"))
+                if noise.size == 0 or group.finals().size == 0:
+                    continue
+                level = st.iqm_ci(group.finals(), rng=analysis.seed)
+                spread = st.mean_ci(noise, rng=analysis.seed)
+                points.append((spread, level, variant))
+            color = colors.get(chain[0], "grey")
+            for spread, level, variant in points:
+                xerr = None if math.isnan(spread.low) else [[spread.value - spread.low], [spread.high - spread.value]]
+                yerr = None if math.isnan(level.low) else [[level.value - level.low], [level.high - level.value]]
+                ax.errorbar([spread.value], [level.value], xerr=xerr, yerr=yerr, color=color, marker="o",
+                            markersize=4, capsize=2, lw=1)
+                ax.annotate(variant, (spread.value, level.value), fontsize=5, xytext=(3, 3), textcoords="offset points")
+            if len(points) > 1:
+                ax.plot([p[0].value for p in points], [p[1].value for p in points], color=color, lw=0.8, ls=":")
+        ax.set(title=_title(task), xlabel="relative probe noise", ylabel="final return")
     return figure

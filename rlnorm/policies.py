@@ -39,10 +39,10 @@ from stable_baselines3.td3.policies import Actor as TD3Actor
 from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
+from rlnorm.algorithms import NORM_IN
 from rlnorm.norms import BatchStatisticsNorm, NormalizedLinear, available_norms, get_norm, normalize_mlp, validate_norm
 from rlnorm.records import NORM_MODES
 
-NORM_IN = ("both", "actor", "critic")
 #: The statistics source (see :data:`rlnorm.norms.STATISTICS_SOURCES`) of online layers in train mode.
 _ONLINE_STATISTICS = {"sb3": "batch", "consistent": "batch", "frozen": "running", "fixed": "fixed"}
 

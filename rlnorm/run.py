@@ -51,8 +51,9 @@ from stable_baselines3.common.vec_env import (
 )
 
 from rlnorm.agents import AgentSpec, load_agent
+from rlnorm.algorithms import ALGORITHMS
 from rlnorm.callbacks import MechanismRecorder, ModeMismatchCallback, PeriodicEvaluation
-from rlnorm.config import ALGORITHMS, RunSpec
+from rlnorm.config import RunSpec
 from rlnorm.policies import NormActorCriticPolicy
 from rlnorm.provenance import hardware, loaded_code_revision, peak_memory_mib, versions
 from rlnorm.records import EVAL_SEED_OFFSET, write_json
@@ -131,7 +132,7 @@ def train(spec: RunSpec, run_dir: Path) -> dict[str, float]:
     evaluator = PeriodicEvaluation(eval_env, spec.eval, run_dir / "evaluations.csv")
     callbacks: list[BaseCallback] = [evaluator]
     # An algorithm run as published (CrossQ) has networks the probe does not know.
-    probed = spec.probe.enabled and ALGORITHMS[spec.algo].policy_class is not None
+    probed = spec.probe.enabled and ALGORITHMS[spec.algo].policy is not None
     mechanisms = MechanismRecorder(spec.probe, run_dir) if probed else None
     if mechanisms is not None:
         callbacks.append(mechanisms)
@@ -174,7 +175,7 @@ def build_model(spec: RunSpec, agent: AgentSpec, env: VecEnv) -> BaseAlgorithm:
     :return: the SB3 model with the run's norm in its policy, seeded
     """
     kwargs = agent.model_kwargs(env.action_space)
-    policy_class = ALGORITHMS[spec.algo].policy_class
+    policy_class = ALGORITHMS[spec.algo].policy_class()
     if policy_class is None:  # run as published (config checks its variant is norm none)
         return agent.algo_class("MlpPolicy", env, seed=spec.seed, device="cpu", verbose=0, **kwargs)
     variant = spec.variant

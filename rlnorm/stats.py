@@ -7,6 +7,7 @@ stratified functions resample runs within each task, as rliable does.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -345,40 +346,6 @@ def brown_forsythe(x: ArrayLike, y: ArrayLike) -> HypothesisTestResult:
     return HypothesisTestResult(float(result.statistic), float(result.pvalue))
 
 
-def permutation_test_means(
-    x: ArrayLike,
-    y: ArrayLike,
-    alternative: Alternative = "two-sided",
-    *,
-    n_resamples: int = 9999,
-    rng: Rng = None,
-) -> HypothesisTestResult:
-    """
-    Permutation test of the difference of means, mean(x) - mean(y), over reassignments of runs to groups.
-
-    :param x: one number per run of the first group
-    :param y: one number per run of the second group
-    :param alternative: "two-sided", "greater" (x higher) or "less"
-    :param n_resamples: number of random permutations; when it covers all distinct reassignments
-        (as with a few seeds per group) scipy runs the exact test
-    :param rng: seed or generator, for reproducible p-values
-    :return: the difference of means and its p-value
-    """
-    _check_alternative(alternative)
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
-    result = sps.permutation_test(
-        (as_sample(x, "x"), as_sample(y, "y")),
-        lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
-        permutation_type="independent",
-        vectorized=True,
-        n_resamples=n_resamples,
-        alternative=alternative,
-        rng=rng,
-    )
-    return HypothesisTestResult(float(result.statistic), float(result.pvalue))
-
-
 def holm_adjust(pvalues: ArrayLike) -> np.ndarray:
     """
     Holm-Bonferroni adjusted p-values for a family of comparisons.
@@ -673,3 +640,166 @@ def paired_log_ratio_test(x: ArrayLike, y: ArrayLike, alternative: Alternative =
         raise ValueError(f"paired samples must have as many values, got {x.size} and {y.size}")
     result = sps.wilcoxon(np.log(x / y), alternative=alternative, method="auto")
     return HypothesisTestResult(float(np.median(x / y)), float(result.pvalue))
+
+
+def holm_adjust_at(pvalues: ArrayLike, index: int, pvalue: float) -> float:
+    """
+    The Holm-adjusted p-value that ``pvalue`` would get in place of ``pvalues[index]``, the family's other
+    p-values as they are: the adjusted value of a part standing for its claim, or of the smallest p-value a
+    comparison's sample sizes allow.
+
+    :param pvalues: the family's raw p-values
+    :param index: the place taken
+    :param pvalue: the raw p-value put there
+    :return: its adjusted value
+    """
+    family = np.array(pvalues, dtype=float)
+    family[index] = pvalue
+    return float(holm_adjust(family)[index])
+
+
+# Alternatives and non-inferiority ----------------------------------------------------------------------
+
+
+def _placement_variance(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """P(X > Y) (ties 1/2) and DeLong's placement variance of it, kept positive at complete separation by
+    Hanley and McNeil's variance at a probability half a pair from 0 or 1."""
+    n_x, n_y = x.size, y.size
+    wins = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+    probability = float(wins.mean())
+    placements_x, placements_y = wins.mean(axis=1), wins.mean(axis=0)
+    variance = placements_x.var(ddof=1) / n_x + placements_y.var(ddof=1) / n_y
+    a = min(max(probability, 0.5 / (n_x * n_y)), 1 - 0.5 / (n_x * n_y))
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    floor = (a * (1 - a) + (n_x - 1) * (q1 - a * a) + (n_y - 1) * (q2 - a * a)) / (n_x * n_y)
+    return probability, float(max(variance, floor))
+
+
+def noninferiority_test(
+    x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike], margin: float, alternative: Alternative = "greater",
+    confidence: float = 0.95,
+) -> tuple[Estimate, HypothesisTestResult]:
+    """
+    Non-inferiority of X to Y on P(X > Y), averaged over tasks: H0 P <= margin against P > margin
+    ("greater": X is not worse by more than the margin), or H0 P >= margin against P < margin ("less"). A z test
+    with DeLong's placement variance per task (the variances of a mean over tasks add): deterministic, so a
+    verdict cannot move with a seed, and its interval is the one the decision reads.
+
+    :param x_tasks: per task, one score per run of X, at least 2
+    :param y_tasks: per task, one score per run of Y, in the same task order, at least 2
+    :param margin: the bound on P(X > Y), e.g. 0.35 for "greater"
+    :param alternative: "greater" or "less"
+    :param confidence: level of the two-sided interval returned
+    :return: P(X > Y) with its normal interval, and the z statistic with its one-sided p-value
+    """
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less' for non-inferiority, got {alternative!r}")
+    if not 0 < margin < 1:
+        raise ValueError(f"margin must be in (0, 1), got {margin}")
+    pairs = [(as_sample(x, "x"), as_sample(y, "y")) for x, y in zip(x_tasks, y_tasks, strict=True)]
+    if not pairs or any(min(x.size, y.size) < 2 for x, y in pairs):
+        raise ValueError("non-inferiority needs at least one task and 2 runs per group in every task")
+    per_task = [_placement_variance(x, y) for x, y in pairs]
+    probability = float(np.mean([p for p, _ in per_task]))
+    error = math.sqrt(sum(v for _, v in per_task)) / len(per_task)
+    z = (probability - margin) / error
+    pvalue = float(sps.norm.sf(z) if alternative == "greater" else sps.norm.cdf(z))
+    half = float(sps.norm.ppf(0.5 + confidence / 2)) * error
+    interval = Estimate(probability, max(0.0, probability - half), min(1.0, probability + half))
+    return interval, HypothesisTestResult(float(z), pvalue)
+
+
+EXACT_PERMUTATIONS = 1_000_000
+"""Above this many reassignments of one task's runs, the permutation test of means uses its normal
+approximation (exact first two moments) instead of enumerating them."""
+
+
+def mean_difference_test(
+    x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike]
+) -> tuple[HypothesisTestResult, str]:
+    """
+    Two-sided permutation test of the difference of means, stratified by task: the rank tests' alternative
+    for the robustness line. One task with at most :data:`EXACT_PERMUTATIONS` reassignments is enumerated
+    exactly; otherwise the statistic, the sum over tasks of the standardized mean differences, is referred
+    to the normal distribution with its exact permutation mean (0) and variance. No random numbers.
+
+    :param x_tasks: per task, one value per run of X
+    :param y_tasks: per task, one value per run of Y
+    :return: the statistic with its p-value, and the name of the method used
+    """
+    xs = [as_sample(x, "x") for x in x_tasks]
+    ys = [as_sample(y, "y") for y in y_tasks]
+    if len(xs) == 1 and math.comb(xs[0].size + ys[0].size, xs[0].size) <= EXACT_PERMUTATIONS:
+        pooled = np.concatenate([xs[0], ys[0]])
+        n_x, total = xs[0].size, pooled.sum()
+        count = math.comb(pooled.size, n_x)
+        chosen = np.fromiter(
+            itertools.chain.from_iterable(itertools.combinations(range(pooled.size), n_x)), np.int16, count * n_x
+        ).reshape(count, n_x)
+        sums_x = pooled[chosen].sum(axis=1)
+        differences = sums_x / n_x - (total - sums_x) / ys[0].size
+        observed = xs[0].mean() - ys[0].mean()
+        # A relative tolerance: equal differences computed in another order must count as equal.
+        tolerance = 1e-9 * max(1.0, float(np.abs(differences).max()))
+        pvalue = float(np.mean(np.abs(differences) >= abs(observed) - tolerance))
+        return HypothesisTestResult(float(observed), pvalue), "permutation of means, exact"
+    statistic, variance = 0.0, 0.0
+    for x, y in zip(xs, ys, strict=True):
+        pooled = np.concatenate([x, y])
+        spread = pooled.var(ddof=1) if pooled.size > 1 else 0.0
+        if spread == 0:
+            continue  # every run equal: this task carries no evidence either way
+        # Var of mean(x) - mean(y) over reassignments: S^2 (1/n_x + 1/n_y), S^2 the pooled variance (ddof 1).
+        scale = math.sqrt(spread * (1 / x.size + 1 / y.size))
+        statistic += (x.mean() - y.mean()) / scale
+        variance += 1.0
+    if variance == 0:
+        return HypothesisTestResult(0.0, 1.0), "permutation of means, normal approximation"
+    z = statistic / math.sqrt(variance)
+    return HypothesisTestResult(float(z), float(2 * sps.norm.sf(abs(z)))), "permutation of means, normal approximation"
+
+
+def ordered_probability_along(groups: Sequence[np.ndarray], axis: int) -> np.ndarray:
+    """
+    The trend's effect size: over every pair of runs from groups i < j, the probability that the run of the
+    later group is higher (ties 1/2), i.e. the Jonckheere-Terpstra J over its number of pairs; 1/2 without
+    trend. Vectorized along the other axes, for bootstrap resamples.
+
+    :param groups: the groups in their hypothesized order, runs along ``axis``
+    :param axis: the axis of the runs
+    :return: the probabilities
+    """
+    wins, pairs = 0.0, 0
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            size = groups[j].shape[axis] * groups[i].shape[axis]
+            wins = wins + probability_greater_along(groups[j], groups[i], axis) * size
+            pairs += size
+    return wins / pairs
+
+
+def trend_probability(
+    tasks: Sequence[Sequence[ArrayLike]], *, confidence: float = 0.95, n_resamples: int = BOOTSTRAP_RESAMPLES,
+    rng: Rng = None,
+) -> Estimate:
+    """
+    :func:`ordered_probability_along` averaged over tasks, with a stratified percentile bootstrap CI (runs
+    resampled within each group of each task).
+
+    :param tasks: per task, the groups in their hypothesized order, one score per run
+    :param confidence: confidence level
+    :param n_resamples: bootstrap resamples
+    :param rng: seed or generator
+    :return: the probability that a later group's run beats an earlier group's, with its interval
+    """
+    counts = [len(groups) for groups in tasks]
+    flat = [as_sample(group) for groups in tasks for group in groups]
+
+    def statistic(*samples: np.ndarray, axis: int) -> np.ndarray:
+        per_task, start = [], 0
+        for count in counts:
+            per_task.append(ordered_probability_along(samples[start:start + count], axis))
+            start += count
+        return np.mean(per_task, axis=0)
+
+    return bootstrap_ci(flat, statistic, confidence=confidence, n_resamples=n_resamples, rng=rng)

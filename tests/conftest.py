@@ -1,5 +1,12 @@
+from pathlib import Path
+
 import pytest
 import torch
+
+from rlnorm.config import load_study
+from rlnorm.study import run_study
+
+SMOKE = "configs/smoke.yaml"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -7,3 +14,14 @@ def one_torch_thread():
     # Bit-identical results on CPU need the same thread count (docs/method.md#sb3-and-the-norms); one is also
     # fastest here.
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> Path:
+    """The smoke study (configs/smoke.yaml), run once per test session (per worker) without interruption; tests
+    read it, or copy it before changing it."""
+    out = tmp_path_factory.mktemp("smoke")
+    config = load_study(SMOKE, out=out)
+    summary = run_study(config, quiet=True)
+    assert (summary.done, summary.skipped, summary.failed) == (len(config.runs()), 0, {})
+    return out

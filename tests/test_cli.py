@@ -5,44 +5,35 @@ import json
 import pytest
 
 from rlnorm.cli import main
-from rlnorm.config import load_study
-from rlnorm.study import run_study
 
 
-@pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke")
-    summary = run_study(load_study("configs/smoke.yaml", out=out), quiet=True)
-    assert not summary.failed
-    return out
-
-
-def test_analyze_prints_the_tables(smoke_results, capsys):
-    assert main(["analyze", str(smoke_results)]) == 0
+def test_analyze_prints_the_tables(smoke_study, capsys):
+    assert main(["analyze", str(smoke_study)]) == 0
     printed = capsys.readouterr().out
     assert "ppo/CartPole-v1/bn/seed-1" in printed and "Against the baseline" in printed
 
 
 @pytest.mark.slow
-def test_plot_and_report_write_their_files(smoke_results, tmp_path, capsys):
-    assert main(["plot", str(smoke_results), "--out", str(tmp_path / "figures")]) == 0
+def test_plot_and_report_write_their_files(smoke_study, tmp_path, capsys):
+    assert main(["plot", str(smoke_study), "--out", str(tmp_path / "figures")]) == 0
     assert (tmp_path / "figures" / "learning_curves.png").stat().st_size > 0
-    assert main(["report", str(smoke_results), "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", str(smoke_study), "--out", str(tmp_path / "report")]) == 0
     html = (tmp_path / "report" / "report.html").read_text()
     assert "data:image/png;base64" in html and "verdict" in html.lower()
+    assert (tmp_path / "report" / "comparisons.csv").read_text().startswith("scope,claim,x,y,quantity,n_x,n_y,")
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert (
-        f"To regenerate: the runs with `rlnorm study configs/smoke.yaml` (it keeps finished runs), this report, "
-        f"its figures and runs.csv with `rlnorm report {smoke_results} --out {tmp_path / 'report'}`." in markdown
+        f"To regenerate: the runs with `rlnorm study configs/smoke.yaml` (it keeps finished runs), this report "
+        f"with `rlnorm report {smoke_study} --out {tmp_path / 'report'} --seed 0`." in markdown
     )
 
 
-def test_probe_on_a_saved_model(smoke_results, capsys):
-    assert main(["probe", str(smoke_results / "dqn/CartPole-v1/bn/seed-0"), "--steps", "200"]) == 0
+def test_probe_on_a_saved_model(smoke_study, capsys):
+    assert main(["probe", str(smoke_study / "dqn/CartPole-v1/bn/seed-0"), "--steps", "200"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
     output = next(row for row in rows if row[2].strip() == "output")
     assert float(output[4]) > 1e-3  # bn on DQN's minibatches of 64 from 200 states: real noise
-    assert main(["probe", str(smoke_results / "dqn/CartPole-v1/none/seed-0"), "--steps", "200"]) == 0
+    assert main(["probe", str(smoke_study / "dqn/CartPole-v1/none/seed-0"), "--steps", "200"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
     assert float(rows[0][4]) == 0.0
 

@@ -112,17 +112,23 @@ TRAIN = [
     [
         (["--norm", "lnn"], ["--norm: unknown norm 'lnn'", "did you mean 'ln'"]),
         (["--algo", "td3"], ["--env: td3 cannot act in CartPole-v1"]),
-        (["--algo", "ppp"], ["--algo: unknown algorithm 'ppp'"]),
         (["--timesteps", "0"], ["--timesteps: 0"]),
         (["--eval-episodes", "-2"], ["--eval-episodes: -2"]),
         (["--seed", "-1"], ["--seed: -1"]),
-        (["--norm-in", "value"], ["--norm-in: norm_in 'value'"]),
+        (["--norm-in", "actor", "--algo", "dqn"], ["--norm-in: variant 'ln' has norm_in 'actor', which dqn"]),
         (["--norm-mode", "fixed"], ["--norm-mode: norm_mode 'fixed'", "norm 'ln' has none"]),
     ],
 )
 def test_train_refuses_bad_settings(change, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert_refused([*TRAIN, *change, "--out", "x"], ["rlnorm train: error: ", *expected], tmp_path, capsys)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--algo", "ppp"), ("--norm-in", "value"), ("--norm-mode", "sb4")])
+def test_train_offers_the_registries_choices(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*TRAIN, flag, value])
+    assert exit_.value.code == 2 and f"argument {flag}: invalid choice: '{value}'" in capsys.readouterr().err
 
 
 def test_train_refuses_a_non_empty_output_directory(tmp_path, monkeypatch, capsys):

@@ -161,6 +161,9 @@ def test_mechanism_variants_get_their_own_curves_beside_none(tmp_path):
     assert titles == [f"{algo.upper()} {env}: bn" for algo, env in results.tasks]
     legend = [text.get_text() for text in mechanisms.legends[0].get_texts()]
     assert legend[:3] == ["none", "bn", "bn-frozen"]
+    # The ladder's rungs differ by line style, not only by shade.
+    styles = [handle.get_linestyle() for handle in mechanisms.legends[0].legend_handles[:3]]
+    assert styles == ["-", "-", ":"]
     plt.close("all")
     write_study(tmp_path / "core", {"none": [1.0, 2.0], "bn": [3.0, 4.0]})
     assert plot_mechanism_curves(load_results(tmp_path / "core"), colors) is None
@@ -217,3 +220,33 @@ def test_probe_noise_spanning_orders_of_magnitude_gets_a_symlog_scale_and_only_t
     assert figure.axes[0].get_yscale() == "symlog"
     assert [text.get_text() for text in figure.legends[0].get_texts()][:3] == ["none", "bn", "mobn"]
     plt.close(figure)
+
+
+def test_the_analysis_figures_show_normalized_scores_and_the_noise_dose(tmp_path):
+    from test_analysis import SCALE, write_probed
+
+    from rlnorm.analysis import analyze
+    from rlnorm.claims import parse_claims
+    from rlnorm.plots import plot_aggregate, plot_dose_response, plot_performance_profile
+
+    for variant, level, noise in (("bn", 400, 0.1), ("bn-g4", 300, 0.2), ("bn-g16", 200, 0.4)):
+        write_probed(tmp_path, variant, level, noise)
+    results = load_results(tmp_path)
+    claims = parse_claims([{"name": "dose", "variants": ["bn", "bn-g4", "bn-g16"], "quantity": "final return",
+                            "direction": "less"}], {"ppo/CartPole-v1": ["bn", "bn-g4", "bn-g16"]})
+    analysis = analyze(results, claims, {task: SCALE for task in results.tasks})
+    colors = variant_colors(results)
+    with plt.rc_context(STYLE):
+        (ax,) = plot_dose_response(results, analysis, colors).axes
+        # One point per dose at (mean relative noise, IQM of the final return), joined in dose order.
+        chain = ax.lines[-1]
+        assert list(chain.get_xdata()) == pytest.approx([0.1, 0.2, 0.4])
+        assert list(chain.get_ydata()) == pytest.approx([400, 300, 200])
+        (ax,) = plot_aggregate(analysis, colors).axes
+        assert {label.get_text() for label in ax.get_yticklabels()} == {"bn (1)", "bn-g4 (1)", "bn-g16 (1)"}
+        (ax,) = plot_performance_profile(analysis, colors).axes
+        # bn's runs score 0.76-0.84 (levels 400 +- 20 over the reference 500): all above 0.5, none above 0.9.
+        bn = ax.lines[0]
+        taus, fractions = bn.get_xdata(), bn.get_ydata()
+        assert fractions[np.searchsorted(taus, 0.5)] == 1.0 and fractions[np.searchsorted(taus, 0.9)] == 0.0
+    plt.close("all")

@@ -170,20 +170,42 @@ def test_mann_whitney_exact():
         stats.exact_mann_whitney(x, y, "bigger")
 
 
-def test_permutation_test_means_exact():
+def test_mean_difference_test_is_exact_for_one_task_and_normal_when_pooled():
     # mean difference (6 - 15) / 3 = -3; of the 20 splits only {1,2,3} and {4,5,6} reach |3|
     x, y = [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]
-    result = stats.permutation_test_means(x, y, rng=0)
-    assert result.statistic == pytest.approx(-3.0)
+    result, method = stats.mean_difference_test([x], [y])
+    assert (result.statistic, method) == (pytest.approx(-3.0), "permutation of means, exact")
     assert result.pvalue == pytest.approx(0.1)
-    assert stats.permutation_test_means(x, y, "less", rng=0).pvalue == pytest.approx(0.05)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=9), rng.normal(0.4, size=8)
+    # Two-sided as |difference| at least the observed one (scipy's own two-sided doubles the smaller tail).
+    exhaustive = sps.permutation_test((a, b), lambda u, v, axis: abs(u.mean(axis) - v.mean(axis)), vectorized=True,
+                                      n_resamples=np.inf, alternative="greater")
+    assert stats.mean_difference_test([a], [b])[0].pvalue == pytest.approx(exhaustive.pvalue, rel=1e-9)
+    # Pooled: the standardized differences of two tasks summed, against its exact permutation variance.
+    pooled, method = stats.mean_difference_test([x, x], [y, y])
+    one = (2.0 - 5.0) / np.sqrt(np.var([1, 2, 3, 4, 5, 6], ddof=1) * (1 / 3 + 1 / 3))
+    assert method.endswith("normal approximation") and pooled.statistic == pytest.approx(2 * one / np.sqrt(2))
+    assert stats.mean_difference_test([[1.0, 1.0], x], [[1.0, 1.0], y])[0].statistic == pytest.approx(one)
 
 
-def test_permutation_test_means_reproducible_when_sampled():
-    rng = np.random.default_rng(2)
-    x, y = rng.normal(size=15), rng.normal(0.5, size=15)
-    first = stats.permutation_test_means(x, y, n_resamples=300, rng=7)
-    assert first == stats.permutation_test_means(x, y, n_resamples=300, rng=7)
+def test_noninferiority_reads_the_margin_and_stays_finite_at_complete_separation():
+    x, y = np.arange(10.0) + 100, np.arange(10.0)
+    interval, result = stats.noninferiority_test([x], [y], 0.35)
+    assert interval.value == 1.0 and interval.low > 0.35 and result.pvalue < 1e-3
+    interval, result = stats.noninferiority_test([y], [x], 0.35)
+    assert interval.high < 0.35 and result.pvalue > 0.999
+    equal = stats.noninferiority_test([x], [x], 0.35)[1]
+    assert 0.05 < equal.pvalue < 0.5  # at P = 1/2, ten runs a side do not show P > 0.35
+    with pytest.raises(ValueError, match="margin must be in"):
+        stats.noninferiority_test([x], [y], 1.5)
+
+
+def test_trend_probability_and_holm_in_place():
+    groups = [np.array([3.0, 4.0]), np.array([1.0, 2.0]), np.array([0.0, 0.5])]
+    assert stats.trend_probability([groups], rng=0).value == 0.0
+    assert stats.trend_probability([groups[::-1]], rng=0).value == 1.0
+    assert stats.holm_adjust_at([0.01, 0.02, 0.5], 1, 0.001) == pytest.approx(0.003)
 
 
 def test_holm_adjust_known_values():

@@ -74,13 +74,10 @@ def nan_model(*args, **kwargs):
     return model
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """The smoke study, run without interruption."""
-    out = tmp_path_factory.mktemp("reference")
-    summary = run_study(load_study(SMOKE, out=out), quiet=True)
-    assert (summary.done, summary.skipped, summary.failed) == (N_RUNS, 0, {})
-    return out
+@pytest.fixture
+def reference(smoke_study) -> Path:
+    """The smoke study, run without interruption (shared: tests copy it before changing it)."""
+    return smoke_study
 
 
 def test_rerunning_a_finished_study_skips_every_run(reference):
@@ -166,7 +163,9 @@ def test_a_second_study_on_the_same_directory_is_refused(tmp_path):
 
 
 def test_runs_recorded_with_other_settings_are_refused(reference, tmp_path):
-    config = load_study(SMOKE, out=reference)
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    config = load_study(SMOKE, out=out)
     task = dataclasses.replace(config.tasks[0], timesteps=2048)
     changed = dataclasses.replace(config, tasks=[task, *config.tasks[1:]])
     with pytest.raises(StudyError, match=r"seed-0 was run with timesteps=1024 but the config now says 2048"):
