@@ -18,7 +18,7 @@ Measured on the same runs:
 - the machine: two processes of pure Python against one, which is the most 2 workers can gain here (a
   virtual machine's 2 cores may not be 2 free cores).
 
-Targets (issue 3): the runner <= 10 % slower than bare; 2 workers >= 1.8x faster than 1; peak memory
+Targets: the runner <= 10 % slower than bare; 2 workers >= 1.8x faster than 1; peak memory
 <= 1 GiB per worker (each run's ``done.json`` records its worker's).
 """
 

@@ -1,11 +1,13 @@
 """Normalization layers and their registry.
 
-Every norm is placed after a hidden ``nn.Linear`` and before its activation (docs/method.md#norms), except
+Every norm is placed after a hidden ``nn.Linear`` (or, in an image features extractor, an ``nn.Conv2d``) and
+before its activation (docs/method.md#norms), except
 ``pnorm``, which divides the last hidden layer's activations by their norm right before the output
 layer. The output layer itself is never normalized.
 
 A norm is registered with a *factory*. For ``placement="hidden"`` the factory receives the hidden
-``nn.Linear`` and returns the module that replaces it (usually a :class:`NormalizedLinear`). For
+``nn.Linear`` (or ``nn.Conv2d``, for a norm registered with ``conv=True``) and returns the module that replaces
+it (usually a :class:`NormalizedLayer`). For
 ``placement="penultimate"`` it receives the number of features of the last hidden layer and returns a
 module appended after that layer's activation. Keyword arguments of the factory are the norm's options
 (``norm_kwargs``); anything else is rejected by name.
@@ -18,6 +20,7 @@ copies exactly those buffers to target networks, by reference, collected once at
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -58,21 +61,35 @@ def check_ghost_batches(ghost_batches: Any) -> int:
     return ghost_batches
 
 
-def moments(x: torch.Tensor, dim: int, correction: int = 0, keepdim: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and the variance of ``x`` along ``dim``, in two passes.
+def moments(
+    x: torch.Tensor, dim: int | tuple[int, ...], correction: int = 0, keepdim: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and the variance of ``x`` along ``dim`` (one dimension or several), in two passes.
 
     Not ``torch.var_mean``: on CPU it reduces along a batch dimension 20-60 times slower than a mean does
     (about 0.6 ms against 0.02 ms for 256 x 256 values, one thread), a visible share of an RL update.
 
     :param x: the values
-    :param dim: the dimension reduced
+    :param dim: the dimension (or dimensions) reduced
     :param correction: subtracted from the count in the variance's denominator (0: biased, 1: unbiased)
     :param keepdim: keep ``dim`` with size 1
     :return: (mean, variance)
     """
-    mean = x.mean(dim, keepdim=True)
-    variance = (x - mean).square().sum(dim, keepdim=keepdim) / (x.shape[dim] - correction)
-    return (mean if keepdim else mean.squeeze(dim)), variance
+    dims = (dim,) if isinstance(dim, int) else dim
+    count = math.prod(x.shape[d] for d in dims)
+    mean = x.mean(dims, keepdim=True)
+    variance = (x - mean).square().sum(dims, keepdim=keepdim) / (count - correction)
+    return (mean if keepdim else mean.squeeze(dims)), variance
+
+
+def _per_channel(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """:return: per-feature (or per-channel) ``values`` shaped to broadcast over ``x``, (N, F) or (N, C, H, W)"""
+    return values if x.dim() == 2 else values.view(-1, *(1,) * (x.dim() - 2))
+
+
+def _batch_dims(x: torch.Tensor) -> tuple[int, ...]:
+    """:return: the dimensions a batch statistic of ``x`` reduces: the samples, and for images their pixels"""
+    return (0,) if x.dim() == 2 else (0, *range(2, x.dim()))
 
 
 def ghost_normalize(
@@ -87,7 +104,7 @@ def ghost_normalize(
     differ by at most one, the larger ones first. The parts are normalized as at most two reshaped views
     (parts x samples x features), not one by one, so that 16 ghost batches cost about what one does.
 
-    :param x: a batch, one sample per row
+    :param x: a batch, one sample per row, features (or, for images, channels) last
     :param ghost_batches: k, the number of parts (1: the whole batch is one)
     :param normalize: ``normalize(parts, mean, variance)``, the parts with their per-part moments (kept
         dimensions), returns the normalized parts
@@ -107,10 +124,12 @@ def ghost_normalize(
     for rows, parts in ((x[:split], larger), (x[split:], ghost_batches - larger)):
         if parts:
             grouped = rows.reshape(parts, -1, *x.shape[1:])
+            # Statistics per part, over its samples (and their pixels): every dimension but the first and last.
+            within = tuple(range(1, grouped.dim() - 1))
             if correction is None:
-                mean, variance = grouped.mean(1, keepdim=True), None
+                mean, variance = grouped.mean(within, keepdim=True), None
             else:
-                mean, variance = moments(grouped, 1, correction, keepdim=True)
+                mean, variance = moments(grouped, within, correction, keepdim=True)
             outputs.append(normalize(grouped, mean, variance).reshape(rows.shape))
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
@@ -123,6 +142,9 @@ class BatchStatisticsNorm(nn.Module):
     each with its own statistics (:func:`ghost_normalize`); the running statistics are still updated once
     per call, from the whole batch, and eval mode is unchanged. This raises the minibatch noise about
     √k-fold and changes nothing else: a noise dose.
+
+    Images (N, C, H, W), after a ``Conv2d``, are normalized per channel with statistics over the samples and
+    their pixels, as ``BatchNorm2d`` does.
 
     Subclasses say how a batch is normalized given its moments (:meth:`_normalize_part`) and how eval mode
     normalizes (:meth:`eval_affine`).
@@ -158,6 +180,11 @@ class BatchStatisticsNorm(nn.Module):
         self.set_statistics(self.statistics)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() > 2:  # channels last, so that per-channel statistics broadcast as per-feature ones do
+            return self._forward_features_last(x.movedim(1, -1)).movedim(-1, 1)
+        return self._forward_features_last(x)
+
+    def _forward_features_last(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self._normalize_part(x, self.running_mean, self._running_var())
         _check_batch_statistics_possible(type(self).__name__, x)
@@ -172,8 +199,8 @@ class BatchStatisticsNorm(nn.Module):
         raise NotImplementedError
 
     def _whole_batch_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:return: the batch's mean and unbiased variance, which update the running statistics"""
-        return moments(x, 0, correction=1)
+        """:return: the batch's mean and unbiased variance (features last), which update the running statistics"""
+        return moments(x, tuple(range(x.dim() - 1)), correction=1)
 
     def _running_statistics_for(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The running statistics a train-mode call normalizes with (``running`` or ``fixed``), after updating
@@ -267,13 +294,13 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One pass over the batch: the shift (bias - mean) is a vector.
         if not self.training:
-            return x + (self.bias - self.running_mean)
+            return x + _per_channel(self.bias - self.running_mean, x)
         if self.statistics == "batch" and self.ghost_batches == 1:
             _check_batch_statistics_possible("mobn", x)
-            batch_mean = x.mean(dim=0)
+            batch_mean = x.mean(dim=_batch_dims(x))
             # detach() rather than a no_grad block: the same update, without a context manager per call.
             self.running_mean.lerp_(batch_mean.detach(), self.momentum)
-            return x + (self.bias - batch_mean)
+            return x + _per_channel(self.bias - batch_mean, x)
         return super().forward(x)
 
     variance_correction = None
@@ -282,7 +309,7 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
         return x + (self.bias - mean)
 
     def _whole_batch_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return x.mean(0), None
+        return x.mean(tuple(range(x.dim() - 1))), None
 
     def _running_var(self) -> torch.Tensor:
         return self.running_mean  # no variance kept; the value is never used
@@ -418,40 +445,51 @@ class PenultimateNorm(nn.Module):
         return F.normalize(x, dim=-1, eps=self.eps)
 
 
-class NormalizedLinear(nn.Module):
-    """A hidden ``nn.Linear`` (possibly reparametrized) followed by a normalization layer.
+Layer = nn.Linear | nn.Conv2d
+"""The layers a norm follows: a hidden ``nn.Linear``, or an ``nn.Conv2d`` of an image features extractor."""
 
-    With ``data_init=True`` the weight-normalized ``linear`` gets Salimans & Kingma's data-dependent
-    initialization on its first train-mode batch: with t = v·x/‖v‖, g ← 1/σ(t) and (unless a
-    mean-only BN follows, which takes care of the mean) b ← -μ(t)/σ(t).
+
+def layer_width(layer: Layer) -> int:
+    """:return: the features (Linear) or channels (Conv2d) a layer outputs: the size of the norm after it"""
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+class NormalizedLayer(nn.Module):
+    """A hidden ``nn.Linear`` or ``nn.Conv2d`` (possibly reparametrized) followed by a normalization layer.
+
+    With ``data_init=True`` the weight-normalized ``layer`` gets Salimans & Kingma's data-dependent
+    initialization on its first train-mode batch: with t = v·x/‖v‖ (per output unit or channel; for a
+    convolution over samples and pixels), g ← 1/σ(t) and (unless a mean-only BN follows, which takes care
+    of the mean) b ← -μ(t)/σ(t).
 
     Folding: in eval mode an affine norm (bn, mobn, brn, or none after a reparametrized weight) is one
-    Linear. When :meth:`start_folding` has been called (SB3 policies here do it when a rollout starts),
-    eval-mode calls without gradients use that Linear, computed once and cached until the layer next
-    runs in train mode or with gradients, or :meth:`stop_folding` is called, or any of its parameters or
-    buffers changes: replaced (``policy.load_from_vector``, ``load_state_dict``) or edited in place by a
-    torch operation. The output is the same up to float rounding; the rollout no longer pays for the norm.
+    Linear (or convolution). When :meth:`start_folding` has been called (SB3 policies here do it when a
+    rollout starts), eval-mode calls without gradients use that layer, computed once and cached until the
+    layer next runs in train mode or with gradients, or :meth:`stop_folding` is called, or any of its
+    parameters or buffers changes: replaced (``policy.load_from_vector``, ``load_state_dict``) or edited in
+    place by a torch operation. The output is the same up to float rounding; the rollout no longer pays for
+    the norm.
 
-    :param linear: the hidden layer
+    :param layer: the hidden layer
     :param norm: the layer after it (``nn.Identity`` for weight-only norms)
     :param data_init: initialize the weight norm from the first train-mode batch
     """
 
-    def __init__(self, linear: nn.Linear, norm: nn.Module | None = None, data_init: bool = False) -> None:
+    def __init__(self, layer: Layer, norm: nn.Module | None = None, data_init: bool = False) -> None:
         super().__init__()
-        self.linear = linear
+        self.layer = layer
         self.norm = norm if norm is not None else nn.Identity()
         self.data_init = data_init
         # A buffer so that it is saved and loaded with the model: a loaded model is not re-initialized.
         self.register_buffer("data_initialized", torch.tensor(not data_init))
         self._awaiting_data = data_init
         # Layers (of a target network) that must start from the same data-dependent initialization.
-        self.copies_to: list[NormalizedLinear] = []
+        self.copies_to: list[NormalizedLayer] = []
         # (g, v) of a weight-normalized Linear, held in a tuple so that they are not registered twice; the
         # parameter objects survive load_state_dict and .to(), which update them in place.
         self._weight_norm_parameters: tuple[nn.Parameter, nn.Parameter] | None = None
-        if parametrize.is_parametrized(linear, "weight") and isinstance(linear.parametrizations.weight[0], _WeightNorm):
-            weight = linear.parametrizations.weight
+        if parametrize.is_parametrized(layer, "weight") and isinstance(layer.parametrizations.weight[0], _WeightNorm):
+            weight = layer.parametrizations.weight
             self._weight_norm_parameters = (weight.original0, weight.original1)
         self._foldable = isinstance(self.norm, nn.Identity) or hasattr(self.norm, "eval_affine")
         self._folding = False
@@ -463,7 +501,7 @@ class NormalizedLinear(nn.Module):
         # This layer and its submodules (3 to 6 with a parametrization), in a plain list: see train().
         self._layer_modules = list(self.modules())
 
-    def train(self, mode: bool = True) -> NormalizedLinear:
+    def train(self, mode: bool = True) -> NormalizedLayer:
         # SB3 switches modes twice per environment step, and nn.Module.train's recursion over this layer's
         # submodules costs more than a small norm does. Setting the flags directly is what it does for
         # modules that keep nn.Module.train; any other keeps its own train().
@@ -486,26 +524,33 @@ class NormalizedLinear(nn.Module):
             sources = [(tensor.data_ptr(), tensor._version) for tensor in self._fold_sources]
             if self._folded is None or sources != self._folded_from:
                 self._folded, self._folded_from = self._fold(), sources
-            return F.linear(x, *self._folded)
+            return self._apply_layer(x, *self._folded)
         # .forward rather than __call__: the wrapper's own call already pays for hooks and dispatch.
-        return self.norm.forward(F.linear(x, self.effective_weight(), self.linear.bias))
+        return self.norm.forward(self._apply_layer(x, self.effective_weight(), self.layer.bias))
+
+    def _apply_layer(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The hidden layer's operation with this weight and bias (a convolution keeps its stride, padding...)."""
+        if isinstance(self.layer, nn.Linear):
+            return F.linear(x, weight, bias)
+        return self.layer._conv_forward(x, weight, bias)
 
     def effective_weight(self) -> torch.Tensor:
-        """:return: the weight the Linear applies (after weight or spectral normalization)."""
+        """:return: the weight the layer applies (after weight or spectral normalization)."""
         if self._weight_norm_parameters is not None:
             # The fused op the parametrization would call, without its Python machinery.
             g, v = self._weight_norm_parameters
             return torch._weight_norm(v, g, 0)
-        return self.linear.weight
+        return self.layer.weight
 
     @torch.no_grad()
     def _fold(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        weight, bias = self.effective_weight(), self.linear.bias
+        weight, bias = self.effective_weight(), self.layer.bias
         if isinstance(self.norm, nn.Identity):
             return weight.clone(), None if bias is None else bias.clone()
         scale, shift = self.norm.eval_affine()
         folded_bias = shift if bias is None else bias * scale + shift
-        return weight * scale.unsqueeze(1), folded_bias
+        # One scale per output unit or channel: along the weight's first dimension.
+        return weight * scale.view(-1, *(1,) * (weight.dim() - 1)), folded_bias
 
     def start_folding(self) -> None:
         """Use the folded Linear for eval-mode calls without gradients (no-op for non-affine norms)."""
@@ -534,81 +579,107 @@ class NormalizedLinear(nn.Module):
     @torch.no_grad()
     def _initialize_from(self, x: torch.Tensor) -> None:
         _check_batch_statistics_possible("wn with init='data'", x)
-        g, v = self.linear.parametrizations.weight.original0, self.linear.parametrizations.weight.original1
-        t = x @ (v / v.norm(dim=1, keepdim=True)).T
-        mean, std = t.mean(dim=0), t.std(dim=0) + 1e-8
+        g, v = self.layer.parametrizations.weight.original0, self.layer.parametrizations.weight.original1
+        direction = v / v.flatten(1).norm(dim=1).view(-1, *(1,) * (v.dim() - 1))
+        t = self._apply_layer(x, direction, None)
+        mean, variance = moments(t, _batch_dims(t), correction=1)
+        std = variance.sqrt() + 1e-8
         g.copy_((1.0 / std).view_as(g))
-        if self.linear.bias is not None:
-            self.linear.bias.copy_(0.0 if isinstance(self.norm, MeanOnlyBatchNorm) else -mean / std)
+        if self.layer.bias is not None:
+            self.layer.bias.copy_(0.0 if isinstance(self.norm, MeanOnlyBatchNorm) else -mean / std)
         self.data_initialized.fill_(True)
         self._awaiting_data = False
         for twin in self.copies_to:
             twin.load_state_dict(self.state_dict())
 
 
-def _weight_normalized(linear: nn.Linear, init: str) -> nn.Linear:
+def _weight_normalized(layer: Layer, init: str) -> Layer:
     if init not in ("default", "data"):
         raise ValueError(f"wn init must be 'default' or 'data', got {init!r}")
     if init == "data":
         # Salimans & Kingma draw the direction v ~ N(0, 0.05^2); g and b are then set from data.
         with torch.no_grad():
-            linear.weight.normal_(0.0, 0.05)
-    # Registered after any initialization of the plain weight, so g = row norms of that weight and the
-    # effective initial weight is exactly the one SB3 set (docs/method.md#sb3-and-the-norms).
-    return weight_norm(linear)
+            layer.weight.normal_(0.0, 0.05)
+    # Registered after any initialization of the plain weight, so g = the norms of that weight per output unit
+    # (or channel) and the effective initial weight is exactly the one SB3 set (docs/method.md#sb3-and-the-norms).
+    return weight_norm(layer)
 
 
-def no_norm(linear: nn.Linear) -> nn.Module:
+def no_norm(layer: Layer) -> nn.Module:
     """:return: the layer unchanged."""
-    return linear
+    return layer
 
 
-def _without_bias(linear: nn.Linear) -> nn.Linear:
+def _without_bias(layer: Layer) -> Layer:
     # A batch-statistics norm subtracts the batch mean, which cancels a bias before it (Ioffe & Szegedy 2015,
     # §3.2): in sb3 mode that bias would learn only float rounding, which Adam's small eps turns into a
     # random walk, and in frozen or fixed mode it would learn the same shift as the norm's own bias.
-    linear.register_parameter("bias", None)
-    return linear
+    layer.register_parameter("bias", None)
+    return layer
 
 
-def batch_norm(linear: nn.Linear, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1) -> nn.Module:
-    """:return: ``linear``, without its bias, followed by batch norm."""
-    norm = BatchNorm(linear.out_features, momentum=momentum, eps=eps, ghost_batches=ghost_batches)
-    return NormalizedLinear(_without_bias(linear), norm)
+def batch_norm(layer: Layer, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1) -> nn.Module:
+    """:return: ``layer``, without its bias, followed by batch norm (per channel after a convolution)."""
+    norm = BatchNorm(layer_width(layer), momentum=momentum, eps=eps, ghost_batches=ghost_batches)
+    return NormalizedLayer(_without_bias(layer), norm)
 
 
-def mean_only_batch_norm(linear: nn.Linear, momentum: float = 0.1, ghost_batches: int = 1) -> nn.Module:
-    """:return: ``linear``, without its bias, followed by mean-only batch norm."""
-    norm = MeanOnlyBatchNorm(linear.out_features, momentum=momentum, ghost_batches=ghost_batches)
-    return NormalizedLinear(_without_bias(linear), norm)
+def mean_only_batch_norm(layer: Layer, momentum: float = 0.1, ghost_batches: int = 1) -> nn.Module:
+    """:return: ``layer``, without its bias, followed by mean-only batch norm."""
+    norm = MeanOnlyBatchNorm(layer_width(layer), momentum=momentum, ghost_batches=ghost_batches)
+    return NormalizedLayer(_without_bias(layer), norm)
 
 
-def weight_norm_linear(linear: nn.Linear, init: str = "default") -> nn.Module:
-    """:return: ``linear`` with weight normalization ``w = g v / ‖v‖`` per output unit."""
-    return NormalizedLinear(_weight_normalized(linear, init), data_init=init == "data")
+def weight_norm_layer(layer: Layer, init: str = "default") -> nn.Module:
+    """:return: ``layer`` with weight normalization ``w = g v / ‖v‖`` per output unit (or channel)."""
+    return NormalizedLayer(_weight_normalized(layer, init), data_init=init == "data")
 
 
 def weight_norm_mean_only_batch_norm(
-    linear: nn.Linear, init: str = "default", momentum: float = 0.1, ghost_batches: int = 1
+    layer: Layer, init: str = "default", momentum: float = 0.1, ghost_batches: int = 1
 ) -> nn.Module:
-    """:return: weight-normalized ``linear``, without its bias, followed by mean-only batch norm (Salimans &
+    """:return: weight-normalized ``layer``, without its bias, followed by mean-only batch norm (Salimans &
     Kingma's pair)."""
-    norm = MeanOnlyBatchNorm(linear.out_features, momentum=momentum, ghost_batches=ghost_batches)
-    return NormalizedLinear(_weight_normalized(_without_bias(linear), init), norm, data_init=init == "data")
+    norm = MeanOnlyBatchNorm(layer_width(layer), momentum=momentum, ghost_batches=ghost_batches)
+    return NormalizedLayer(_weight_normalized(_without_bias(layer), init), norm, data_init=init == "data")
 
 
-def layer_norm(linear: nn.Linear, eps: float = 1e-5) -> nn.Module:
-    """:return: ``linear`` followed by layer norm over its features."""
-    return NormalizedLinear(linear, nn.LayerNorm(linear.out_features, eps=eps))
+class ImageRMSNorm(nn.Module):
+    """RMSNorm of an image: each sample divided by the root mean square over its channels and pixels, then a
+    per-channel gain (RMSNorm's counterpart of GroupNorm with one group).
+
+    :param num_channels: channels
+    :param eps: added to the mean square
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.rsqrt(x.square().mean(tuple(range(1, x.dim())), keepdim=True) + self.eps)
+        return x * scale * _per_channel(self.weight, x)
 
 
-def rms_norm(linear: nn.Linear, eps: float = 1e-6) -> nn.Module:
-    """:return: ``linear`` followed by RMSNorm over its features."""
-    return NormalizedLinear(linear, nn.RMSNorm(linear.out_features, eps=eps))
+def layer_norm(layer: Layer, eps: float = 1e-5) -> nn.Module:
+    """:return: ``layer`` followed by layer norm over each sample's features; after a convolution, over each
+    sample's channels and pixels with a per-channel affine (``GroupNorm`` with one group)."""
+    width = layer_width(layer)
+    norm = nn.LayerNorm(width, eps=eps) if isinstance(layer, nn.Linear) else nn.GroupNorm(1, width, eps=eps)
+    return NormalizedLayer(layer, norm)
+
+
+def rms_norm(layer: Layer, eps: float = 1e-6) -> nn.Module:
+    """:return: ``layer`` followed by RMSNorm over each sample's features (after a convolution: channels and
+    pixels, :class:`ImageRMSNorm`)."""
+    width = layer_width(layer)
+    norm = nn.RMSNorm(width, eps=eps) if isinstance(layer, nn.Linear) else ImageRMSNorm(width, eps=eps)
+    return NormalizedLayer(layer, norm)
 
 
 def batch_renorm(
-    linear: nn.Linear,
+    layer: Layer,
     momentum: float = 0.01,
     eps: float = 0.001,
     warmup_steps: int = 100_000,
@@ -616,9 +687,9 @@ def batch_renorm(
     d_max: float = 5.0,
     ghost_batches: int = 1,
 ) -> nn.Module:
-    """:return: ``linear``, without its bias, followed by batch renormalization (CrossQ's defaults)."""
-    norm = BatchRenorm(linear.out_features, momentum, eps, warmup_steps, r_max, d_max, ghost_batches)
-    return NormalizedLinear(_without_bias(linear), norm)
+    """:return: ``layer``, without its bias, followed by batch renormalization (CrossQ's defaults)."""
+    norm = BatchRenorm(layer_width(layer), momentum, eps, warmup_steps, r_max, d_max, ghost_batches)
+    return NormalizedLayer(_without_bias(layer), norm)
 
 
 def spectral_norm(linear: nn.Linear, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:
@@ -626,7 +697,7 @@ def spectral_norm(linear: nn.Linear, n_power_iterations: int = 1, eps: float = 1
     parametrize.register_parametrization(
         linear, "weight", SpectralNormWeight(linear.weight, n_power_iterations, eps)
     )
-    return NormalizedLinear(linear)
+    return NormalizedLayer(linear)
 
 
 def penultimate_norm(num_features: int, eps: float = 1e-8) -> nn.Module:
@@ -644,6 +715,7 @@ class NormSpec:
     placement: Placement
     options: tuple[str, ...] = field(default=())
     batch_statistics: bool = False
+    conv: bool = False
 
 
 _REGISTRY: dict[str, NormSpec] = {}
@@ -655,11 +727,12 @@ def register_norm(
     description: str,
     placement: Placement = "hidden",
     batch_statistics: bool = False,
+    conv: bool = False,
 ) -> None:
     """Make a norm available to the policies as ``policy_kwargs=dict(norm=name)``.
 
     :param name: the name users pass as ``norm``
-    :param factory: ``factory(linear, **options) -> module replacing linear`` for ``placement="hidden"``;
+    :param factory: ``factory(layer, **options) -> module replacing layer`` for ``placement="hidden"``;
         ``factory(num_features, **options) -> module after the last hidden activation`` for
         ``placement="penultimate"``. Its keyword parameters are the norm's ``norm_kwargs``.
     :param description: one line, shown by ``rlnorm norms``
@@ -667,12 +740,13 @@ def register_norm(
         output layer)
     :param batch_statistics: whether the norm normalizes with batch statistics through
         :class:`BatchStatisticsNorm` layers, and so takes a ``norm_mode``
+    :param conv: whether ``factory`` also handles an ``nn.Conv2d`` (a layer of an image features extractor)
     """
     if placement not in ("hidden", "penultimate"):
         raise ValueError(f"placement must be 'hidden' or 'penultimate', got {placement!r}")
     parameters = list(inspect.signature(factory).parameters.values())[1:]
     options = tuple(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
-    _REGISTRY[name] = NormSpec(name, factory, description, placement, options, batch_statistics)
+    _REGISTRY[name] = NormSpec(name, factory, description, placement, options, batch_statistics, conv)
 
 
 def available_norms() -> list[str]:
@@ -717,20 +791,29 @@ def validate_norm(name: str, norm_kwargs: dict[str, Any] | None = None) -> NormS
 
 def normalize_mlp(net: nn.Sequential, norm: str, norm_kwargs: dict[str, Any] | None = None,
                   has_output_layer: bool = False) -> nn.Sequential:
-    """Insert a norm into an SB3 MLP, in place (so every reference to ``net`` sees the change).
+    """Insert a norm into an SB3 network, in place (so every reference to ``net`` sees the change): after each
+    hidden ``Linear`` or ``Conv2d``, before its activation.
 
-    :param net: a ``Sequential`` of ``Linear`` and activation modules, as SB3's ``create_mlp`` and
-        ``MlpExtractor`` build them
+    :param net: a ``Sequential`` of ``Linear`` (or ``Conv2d``) and activation modules, as SB3's ``create_mlp``,
+        ``MlpExtractor`` and ``NatureCNN`` build them
     :param norm: a registered norm name
     :param norm_kwargs: that norm's options
     :param has_output_layer: whether the last ``Linear`` of ``net`` is an output layer (never normalized)
     :return: ``net``
+    :raises ValueError: for a layer the norm cannot handle (a ``Conv2d`` and a norm registered without
+        ``conv``, or another convolution), naming the layer and the norm
     """
     spec = validate_norm(norm, norm_kwargs)
     kwargs = norm_kwargs or {}
     modules = list(net)
-    linear_positions = [i for i, module in enumerate(modules) if isinstance(module, nn.Linear)]
-    hidden = linear_positions[:-1] if has_output_layer else linear_positions
+    for i, module in enumerate(modules):
+        convolution = isinstance(module, nn.modules.conv._ConvNd)
+        if convolution and (not isinstance(module, nn.Conv2d) or not spec.conv or spec.placement != "hidden"):
+            handles = ", ".join(name for name, other in _REGISTRY.items() if other.conv)
+            raise ValueError(f"norm {norm!r} cannot normalize layer {i} of the network, {module}: norms go after "
+                             f"Linear and Conv2d layers, and the norms that handle Conv2d are {handles}")
+    positions = [i for i, module in enumerate(modules) if isinstance(module, nn.Linear | nn.Conv2d)]
+    hidden = positions[:-1] if has_output_layer else positions
     if not hidden:
         return net
     if spec.placement == "hidden":
@@ -738,7 +821,7 @@ def normalize_mlp(net: nn.Sequential, norm: str, norm_kwargs: dict[str, Any] | N
             modules[i] = spec.factory(modules[i], **kwargs)
     else:
         # After the last hidden layer's activation: the input of the output layer, or the end of the net.
-        position = linear_positions[-1] if has_output_layer else len(modules)
+        position = positions[-1] if has_output_layer else len(modules)
         modules.insert(position, spec.factory(modules[hidden[-1]].out_features, **kwargs))
     for key in list(net._modules):
         del net._modules[key]
@@ -747,17 +830,18 @@ def normalize_mlp(net: nn.Sequential, norm: str, norm_kwargs: dict[str, Any] | N
     return net
 
 
-register_norm("none", no_norm, "no normalization: exactly SB3's network")
+register_norm("none", no_norm, "no normalization: exactly SB3's network", conv=True)
 register_norm("bn", batch_norm, "BatchNorm: (x - batch mean) / batch std, affine; running stats in eval",
-              batch_statistics=True)
+              batch_statistics=True, conv=True)
 register_norm("mobn", mean_only_batch_norm, "mean-only BatchNorm (Salimans & Kingma): x - batch mean + b",
-              batch_statistics=True)
-register_norm("wn", weight_norm_linear, "weight normalization: w = g v / |v| per unit; batch-independent")
+              batch_statistics=True, conv=True)
+register_norm("wn", weight_norm_layer, "weight normalization: w = g v / |v| per unit; batch-independent",
+              conv=True)
 register_norm("wn+mobn", weight_norm_mean_only_batch_norm, "weight norm, then mean-only BatchNorm (the paper's pair)",
-              batch_statistics=True)
-register_norm("ln", layer_norm, "LayerNorm over each sample's features; batch-independent")
+              batch_statistics=True, conv=True)
+register_norm("ln", layer_norm, "LayerNorm over each sample's features (images: GroupNorm, 1 group)", conv=True)
 register_norm("brn", batch_renorm, "Batch Renormalization as CrossQ uses it (r_max 3, d_max 5, warm-up)",
-              batch_statistics=True)
-register_norm("rms", rms_norm, "RMSNorm over each sample's features; batch-independent")
+              batch_statistics=True, conv=True)
+register_norm("rms", rms_norm, "RMSNorm over each sample's features; batch-independent", conv=True)
 register_norm("sn", spectral_norm, "spectral normalization of each hidden weight (power iteration)")
 register_norm("pnorm", penultimate_norm, "divide the last hidden activations by their L2 norm", "penultimate")

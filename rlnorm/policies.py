@@ -6,6 +6,10 @@ network and every usual SB3 policy kwarg keeps working::
 
     PPO(NormActorCriticPolicy, "CartPole-v1", policy_kwargs=dict(norm="wn+mobn"))
     SAC(NormSACPolicy, "Pendulum-v1", policy_kwargs=dict(norm="bn", norm_in="critic"))
+    PPO(NormActorCriticPolicy, image_env, policy_kwargs=dict(norm="bn", features_extractor_class=NatureCNN))
+
+With image observations the norm also goes inside the features extractor (``norm_features=True``, the
+default): after each ``Conv2d`` and ``Linear`` of its ``nn.Sequential`` parts, as in SB3's ``NatureCNN``.
 
 Modes are SB3's: rollouts and ``predict`` run in eval mode, gradient steps in train mode, target
 networks always in eval mode (docs/method.md#sb3-and-the-norms). For the norms with batch statistics, ``norm_mode``
@@ -40,7 +44,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from rlnorm.algorithms import NORM_IN
-from rlnorm.norms import BatchStatisticsNorm, NormalizedLinear, available_norms, get_norm, normalize_mlp, validate_norm
+from rlnorm.norms import BatchStatisticsNorm, NormalizedLayer, available_norms, get_norm, normalize_mlp, validate_norm
 from rlnorm.records import NORM_MODES
 
 #: The statistics source (see :data:`rlnorm.norms.STATISTICS_SOURCES`) of online layers in train mode.
@@ -94,6 +98,7 @@ class _NormConfigured:
         norm_kwargs: dict[str, Any] | None = None,
         norm_in: str = "both",
         norm_mode: str = "sb3",
+        norm_features: bool = True,
         **kwargs: Any,
     ) -> None:
         validate_norm(norm, norm_kwargs)
@@ -104,6 +109,7 @@ class _NormConfigured:
         self.norm_kwargs = dict(norm_kwargs or {})
         self.norm_in = norm_in
         self.norm_mode = norm_mode
+        self.norm_features = norm_features
         super().__init__(*args, **kwargs)
 
     def _normalizes(self, role: str) -> bool:
@@ -112,10 +118,37 @@ class _NormConfigured:
     def _normalize(self, net: nn.Sequential, has_output_layer: bool) -> None:
         normalize_mlp(net, self.norm, self.norm_kwargs, has_output_layer=has_output_layer)
 
+    def _normalize_features(self, extractor: nn.Module, role: str) -> None:
+        """Put the norm in a features extractor's hidden layers (``norm_features``): after each ``Conv2d`` and
+        ``Linear`` of its ``nn.Sequential`` parts (SB3's ``NatureCNN``: ``cnn`` and ``linear``), before their
+        activations. A flatten of vector observations has none.
+
+        :param extractor: the features extractor
+        :param role: ``actor``, ``critic`` or ``both`` (an extractor the actor and the critic share)
+        :raises ValueError: for a ``Linear`` or ``Conv2d`` outside an ``nn.Sequential``, which has no place to
+            insert a norm: naming it
+        """
+        wanted = self.norm_in == "both" if role == "both" else self._normalizes(role)
+        if not self.norm_features or self.norm == "none" or not wanted:
+            return
+        parts = [m for m in extractor.modules() if isinstance(m, nn.Sequential)]
+        # Layers in a Sequential have their place; so do those a norm already wraps (a shared extractor).
+        inside = {id(layer) for part in parts for layer in part}
+        inside |= {id(m.layer) for m in extractor.modules() if isinstance(m, NormalizedLayer)}
+        for name, module in extractor.named_modules():
+            if isinstance(module, nn.Linear | nn.Conv2d) and id(module) not in inside:
+                raise ValueError(
+                    f"norm_features: layer {name!r} of {type(extractor).__name__}, {module}, is not in an "
+                    "nn.Sequential with its activation, so there is no place for the norm after it; build the "
+                    "extractor from nn.Sequential parts, or pass norm_features=False"
+                )
+        for part in parts:
+            self._normalize(part, has_output_layer=False)
+
     def _finish_build(self, *optimizers: th.optim.Optimizer) -> None:
         """After SB3's ``_build``: statistics sources for ``norm_mode``, and fast optimizers."""
         modules = list(self.named_modules())  # type: ignore[attr-defined]
-        self._online_layers = [m for name, m in modules if isinstance(m, NormalizedLinear) and not _is_target(name)]
+        self._online_layers = [m for name, m in modules if isinstance(m, NormalizedLayer) and not _is_target(name)]
         for name, module in modules:
             if isinstance(module, BatchStatisticsNorm):
                 consistent_target = _is_target(name) and self.norm_mode == "consistent"
@@ -148,7 +181,8 @@ class _NormConfigured:
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs, norm_in=self.norm_in, norm_mode=self.norm_mode)
+        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs, norm_in=self.norm_in, norm_mode=self.norm_mode,
+                    norm_features=self.norm_features)
         return data
 
 
@@ -159,8 +193,8 @@ def share_data_init_with_target(online: nn.Module, target: nn.Module) -> None:
     :param online: a network built by one of SB3's ``make_*`` hooks
     :param target: its target network, built by the same hook
     """
-    online_layers = [m for m in online.modules() if isinstance(m, NormalizedLinear)]
-    target_layers = [m for m in target.modules() if isinstance(m, NormalizedLinear)]
+    online_layers = [m for m in online.modules() if isinstance(m, NormalizedLayer)]
+    target_layers = [m for m in target.modules() if isinstance(m, NormalizedLayer)]
     for layer, twin in zip(online_layers, target_layers, strict=True):
         layer.copies_to = [twin]
 
@@ -188,6 +222,8 @@ class NormActorCriticPolicy(_NormConfigured, ActorCriticPolicy):
     :param norm_kwargs: that norm's options
     :param norm_in: ``"both"``, ``"actor"`` (policy network) or ``"critic"`` (value network)
     :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
+    :param norm_features: also normalize the features extractor's ``Conv2d`` and ``Linear`` layers (image
+        observations; an extractor shared by actor and critic only with ``norm_in="both"``)
     :param args: positional arguments of ``ActorCriticPolicy``
     :param kwargs: keyword arguments of ``ActorCriticPolicy``
     """
@@ -203,11 +239,16 @@ class NormActorCriticPolicy(_NormConfigured, ActorCriticPolicy):
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         if self.norm != "none":
+            if self.share_features_extractor:
+                self._normalize_features(self.features_extractor, "both")
+            else:
+                self._normalize_features(self.pi_features_extractor, "actor")
+                self._normalize_features(self.vf_features_extractor, "critic")
             if self._normalizes("actor"):
                 self._normalize(self.mlp_extractor.policy_net, has_output_layer=False)
             if self._normalizes("critic"):
                 self._normalize(self.mlp_extractor.value_net, has_output_layer=False)
-            self.mlp_extractor.to(self.device)
+            self.to(self.device)
             # The norm replaced parameters (weight norm) or added new ones: an optimizer built before
             # would leave them untrained.
             self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
@@ -277,6 +318,8 @@ class NormDQNPolicy(_NormConfigured, DQNPolicy):
     :param norm_kwargs: that norm's options
     :param norm_in: must be ``"both"``
     :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
+    :param norm_features: also normalize the features extractor's ``Conv2d`` and ``Linear`` layers (image
+        observations; an extractor shared by actor and critic only with ``norm_in="both"``)
     :param args: positional arguments of ``DQNPolicy``
     :param kwargs: keyword arguments of ``DQNPolicy``
     """
@@ -289,6 +332,7 @@ class NormDQNPolicy(_NormConfigured, DQNPolicy):
     def make_q_net(self) -> QNetwork:
         q_net = super().make_q_net()
         if self.norm != "none":
+            self._normalize_features(q_net.features_extractor, "both")
             self._normalize(q_net.q_net, has_output_layer=True)
         return q_net.to(self.device)
 
@@ -303,6 +347,9 @@ class _NormActorCritics(_NormConfigured):
 
     def make_critic(self, features_extractor: Any = None) -> ContinuousCritic:
         critic = super().make_critic(features_extractor)  # type: ignore[misc]
+        # A features extractor shared with the actor already has its norm: a normalized layer is not normalized
+        # again.
+        self._normalize_features(critic.features_extractor, "critic")
         if self._normalizes("critic"):
             for q_net in critic.q_networks:
                 self._normalize(q_net, has_output_layer=True)
@@ -325,12 +372,15 @@ class NormSACPolicy(_NormActorCritics, SACPolicy):
     :param norm_kwargs: that norm's options
     :param norm_in: ``"both"``, ``"actor"`` or ``"critic"``
     :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
+    :param norm_features: also normalize the features extractor's ``Conv2d`` and ``Linear`` layers (image
+        observations; an extractor shared by actor and critic only with ``norm_in="both"``)
     :param args: positional arguments of ``SACPolicy``
     :param kwargs: keyword arguments of ``SACPolicy``
     """
 
     def make_actor(self, features_extractor: Any = None) -> SACActor:
         actor = super().make_actor(features_extractor)
+        self._normalize_features(actor.features_extractor, "actor")
         if self._normalizes("actor"):
             self._normalize(actor.latent_pi, has_output_layer=False)
         return actor.to(self.device)
@@ -343,12 +393,15 @@ class NormTD3Policy(_NormActorCritics, TD3Policy):
     :param norm_kwargs: that norm's options
     :param norm_in: ``"both"``, ``"actor"`` or ``"critic"``
     :param norm_mode: ``"sb3"``, ``"consistent"``, ``"frozen"`` or ``"fixed"`` (see the module doc)
+    :param norm_features: also normalize the features extractor's ``Conv2d`` and ``Linear`` layers (image
+        observations; an extractor shared by actor and critic only with ``norm_in="both"``)
     :param args: positional arguments of ``TD3Policy``
     :param kwargs: keyword arguments of ``TD3Policy``
     """
 
     def make_actor(self, features_extractor: Any = None) -> TD3Actor:
         actor = super().make_actor(features_extractor)
+        self._normalize_features(actor.features_extractor, "actor")
         if self._normalizes("actor"):
             self._normalize(actor.mu, has_output_layer=True)
         return actor.to(self.device)

@@ -36,7 +36,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from rlnorm.agents import load_agent
-from rlnorm.norms import NormalizedLinear
+from rlnorm.norms import NormalizedLayer
 from rlnorm.records import EVAL_SEED_OFFSET, PROBE_DRAWS, PROBE_STATES
 
 
@@ -131,7 +131,7 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
     # train-mode call may change them, and a probe must not be that call.
     attributes = {sub: {key: value for key, value in vars(sub).items() if isinstance(value, _PLAIN)}
                   for sub in module.modules()}
-    layers = [layer for layer in module.modules() if isinstance(layer, NormalizedLinear)]
+    layers = [layer for layer in module.modules() if isinstance(layer, NormalizedLayer)]
     for layer in layers:
         layer.hold_data_init(True)
 
@@ -164,7 +164,7 @@ def _layer_outputs(module: nn.Module, recorded: dict[str, torch.Tensor]) -> list
     return [
         layer.register_forward_hook(keep_first_row(name))
         for name, layer in module.named_modules()
-        if isinstance(layer, NormalizedLinear)
+        if isinstance(layer, NormalizedLayer)
     ]
 
 

@@ -9,7 +9,7 @@ from rlnorm.norms import (
     BatchNorm,
     BatchRenorm,
     MeanOnlyBatchNorm,
-    NormalizedLinear,
+    NormalizedLayer,
     available_norms,
     get_norm,
     normalize_mlp,
@@ -57,7 +57,7 @@ def test_mean_only_batch_norm_eval_mode_uses_running_mean_and_does_not_update_it
 
 def test_weight_norm_effective_weight_is_g_v_over_norm_v_per_output_unit():
     layer = hidden_layer("wn")
-    linear = layer.linear
+    linear = layer.layer
     with torch.no_grad():
         linear.parametrizations.weight.original0.copy_(torch.arange(1.0, 6.0).view(5, 1))
     g = linear.parametrizations.weight.original0
@@ -71,7 +71,7 @@ def test_weight_norm_default_init_keeps_the_plain_weight():
     plain = nn.Linear(6, 5)
     expected = plain.weight.detach().clone()
     layer = get_norm("wn").factory(plain)
-    torch.testing.assert_close(layer.linear.weight, expected)
+    torch.testing.assert_close(layer.layer.weight, expected)
 
 
 @pytest.mark.parametrize("norm", BATCH_DEPENDENT + BATCH_INDEPENDENT)
@@ -151,18 +151,18 @@ def test_spectral_norm_keeps_power_iteration_vectors_as_running_buffers():
     layer.train()
     for _ in range(30):
         layer(torch.randn(4, 8))
-    sigma = torch.linalg.matrix_norm(layer.linear.weight.detach(), ord=2)
+    sigma = torch.linalg.matrix_norm(layer.layer.weight.detach(), ord=2)
     assert abs(sigma.item() - 1.0) < 1e-3
 
 
 def test_spectral_norm_updates_vectors_in_place():
     layer = hidden_layer("sn", 8, 8)
-    u = layer.linear.parametrizations.weight[0].running_u
+    u = layer.layer.parametrizations.weight[0].running_u
     before = u.clone()
     with torch.no_grad():
-        layer.linear.parametrizations.weight.original.mul_(torch.randn(8, 8))
+        layer.layer.parametrizations.weight.original.mul_(torch.randn(8, 8))
     layer(torch.randn(4, 8))
-    assert layer.linear.parametrizations.weight[0].running_u is u
+    assert layer.layer.parametrizations.weight[0].running_u is u
     assert not torch.equal(u, before)
 
 
@@ -175,15 +175,15 @@ def test_data_dependent_init_standardizes_the_first_batch():
     torch.testing.assert_close(y.mean(dim=0), torch.zeros(5), atol=1e-4, rtol=0)
     torch.testing.assert_close(y.std(dim=0), torch.ones(5), atol=1e-4, rtol=0)
     # only once
-    g = layer.linear.parametrizations.weight.original0.clone()
+    g = layer.layer.parametrizations.weight.original0.clone()
     layer(x * 10)
-    torch.testing.assert_close(layer.linear.parametrizations.weight.original0, g)
+    torch.testing.assert_close(layer.layer.parametrizations.weight.original0, g)
 
 
 def test_data_dependent_init_with_mean_only_batch_norm_sets_only_the_scale():
     layer = hidden_layer("wn+mobn", init="data")
     x = torch.randn(256, 6) * 4 + 3
-    pre = layer.linear
+    pre = layer.layer
     layer(x)
     t = pre(x)
     torch.testing.assert_close(t.std(dim=0), torch.ones(5), atol=1e-4, rtol=0)
@@ -229,7 +229,7 @@ def test_bad_option_values_are_named():
 def test_normalize_mlp_skips_the_output_layer_and_places_pnorm_before_it():
     net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     normalize_mlp(net, "ln", has_output_layer=True)
-    assert [type(m).__name__ for m in net] == ["NormalizedLinear", "ReLU", "NormalizedLinear", "ReLU", "Linear"]
+    assert [type(m).__name__ for m in net] == ["NormalizedLayer", "ReLU", "NormalizedLayer", "ReLU", "Linear"]
 
     net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     normalize_mlp(net, "pnorm", has_output_layer=True)
@@ -242,7 +242,7 @@ def test_register_norm_makes_a_user_norm_available(monkeypatch):
     monkeypatch.setattr(norms, "_REGISTRY", dict(norms._REGISTRY))
 
     def dropout_after(linear: nn.Linear, p: float = 0.1) -> nn.Module:
-        return NormalizedLinear(linear, nn.Dropout(p))
+        return NormalizedLayer(linear, nn.Dropout(p))
 
     register_norm("dropout", dropout_after, "dropout after each hidden layer")
     assert "dropout" in available_norms()
@@ -263,16 +263,18 @@ def trained_layer(norm: str) -> nn.Module:
     return layer.eval()
 
 
-@pytest.mark.parametrize("norm", FOLDABLE)
-def test_folded_eval_layer_computes_the_same_function(norm):
-    layer = trained_layer(norm)
-    x = torch.randn(16, 6)
+def assert_folding_keeps_the_function(layer: nn.Module, x: torch.Tensor) -> None:
     with torch.no_grad():
         unfolded = layer(x)
         layer.start_folding()
         folded = layer(x)
     assert layer._folded is not None
     torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("norm", FOLDABLE)
+def test_folded_eval_layer_computes_the_same_function(norm):
+    assert_folding_keeps_the_function(trained_layer(norm), torch.randn(16, 6))
 
 
 @pytest.mark.parametrize("norm", ["bn", "wn+mobn"])
@@ -452,13 +454,13 @@ def test_ghost_batches_on_a_norm_without_batch_statistics_says_where_they_apply(
 @pytest.mark.parametrize("norm", BATCH_DEPENDENT)
 def test_no_linear_bias_before_a_batch_statistics_norm(norm):
     layer = hidden_layer(norm)
-    assert layer.linear.bias is None
+    assert layer.layer.bias is None
     assert all(parameter.requires_grad for parameter in layer.parameters())
 
 
 @pytest.mark.parametrize("norm", BATCH_INDEPENDENT)
 def test_batch_independent_norms_keep_the_linear_bias(norm):
-    assert hidden_layer(norm).linear.bias is not None
+    assert hidden_layer(norm).layer.bias is not None
 
 
 # The fold follows every change of the layer's parameters -------------------------------------------------
@@ -486,3 +488,113 @@ def test_the_fold_follows_parameters_replaced_or_edited_outside_training(norm):
         torch.testing.assert_close(layer(x), unfolded(), rtol=1e-5, atol=1e-5)
         next(layer.parameters()).add_(0.25)  # an in-place edit
         torch.testing.assert_close(layer(x), unfolded(), rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- convolutions
+
+CONV_NORMS = ["none", "bn", "mobn", "wn", "wn+mobn", "ln", "brn", "rms"]
+
+
+def conv_layer(norm: str, **kwargs) -> nn.Module:
+    torch.manual_seed(0)
+    return get_norm(norm).factory(nn.Conv2d(3, 4, 3, stride=2, padding=1), **kwargs)
+
+
+def images(n: int = 8, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, 9, 9, generator=torch.Generator().manual_seed(seed)) * 2 + 1
+
+
+def test_the_registry_says_which_norms_handle_convolutions():
+    assert [name for name in available_norms() if get_norm(name).conv][:8] == CONV_NORMS
+    assert not get_norm("sn").conv and not get_norm("pnorm").conv
+
+
+def test_batch_norm_after_a_convolution_is_batch_norm_2d_per_channel():
+    layer, reference = conv_layer("bn"), nn.BatchNorm2d(4)
+    conv = layer.layer
+    x = images()
+    torch.testing.assert_close(layer(x), reference(conv(x)))
+    running_mean = layer.norm.running_mean
+    layer(x)
+    reference(conv(x))
+    assert layer.norm.running_mean is running_mean  # updated in place: SB3 syncs targets by reference
+    torch.testing.assert_close(layer.norm.running_var, reference.running_var)
+    layer.eval(), reference.eval()
+    torch.testing.assert_close(layer(x), reference(conv(x)))
+
+
+def test_mean_only_batch_norm_after_a_convolution_centres_each_channel_over_samples_and_pixels():
+    layer = conv_layer("mobn")
+    x = images()
+    pre = layer.layer(x)
+    assert layer.layer.bias is None
+    torch.testing.assert_close(layer(x), pre - pre.mean((0, 2, 3), keepdim=True))
+    torch.testing.assert_close(layer.norm.running_mean, 0.1 * pre.mean((0, 2, 3)))
+
+
+@pytest.mark.parametrize("norm", ["bn", "mobn", "wn+mobn", "brn"])
+def test_ghost_batches_of_images_are_groups_of_samples(norm):
+    layer, plain = conv_layer(norm, ghost_batches=2), conv_layer(norm)
+    x = images()
+    halves = torch.cat([plain(x[:4]), plain(x[4:])])
+    torch.testing.assert_close(layer(x), halves, atol=1e-5, rtol=1e-5)
+
+
+def test_weight_norm_of_a_convolution_is_per_output_channel_and_keeps_the_initial_weight():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3)
+    initial = conv.weight.detach().clone()
+    layer = get_norm("wn").factory(conv)
+    torch.testing.assert_close(layer.effective_weight(), initial)
+    g = layer.layer.parametrizations.weight.original0
+    torch.testing.assert_close(g.flatten(), initial.flatten(1).norm(dim=1))
+
+
+@pytest.mark.parametrize(("norm", "centred"), [("wn", True), ("wn+mobn", False)])
+def test_data_dependent_init_of_a_convolution_standardizes_each_channel(norm, centred):
+    layer = conv_layer(norm, init="data")
+    x = images(32)
+    layer(x)
+    t = layer.layer(x)  # the weight-normalized convolution, with the bias it set (none before mobn)
+    torch.testing.assert_close(t.std((0, 2, 3)), torch.ones(4), atol=1e-4, rtol=1e-4)
+    if centred:
+        torch.testing.assert_close(t.mean((0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=1e-4)
+
+
+def test_layer_and_rms_norms_of_images_normalize_each_sample_over_channels_and_pixels():
+    x = images()
+    ln = conv_layer("ln")
+    assert isinstance(ln.norm, nn.GroupNorm) and ln.norm.num_groups == 1
+    pre = ln.layer(x)
+    expected = (pre - pre.mean((1, 2, 3), keepdim=True)) / torch.sqrt(pre.var((1, 2, 3), unbiased=False,
+                                                                            keepdim=True) + 1e-5)
+    torch.testing.assert_close(ln(x), expected, atol=1e-5, rtol=1e-5)
+    rms = conv_layer("rms")
+    pre = rms.layer(x)
+    torch.testing.assert_close(rms(x), pre / torch.sqrt(pre.square().mean((1, 2, 3), keepdim=True) + 1e-6))
+
+
+@pytest.mark.parametrize("norm", ["bn", "mobn", "wn", "wn+mobn", "brn"])
+def test_a_folded_convolution_computes_the_same_function(norm):
+    layer = conv_layer(norm)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    for seed in range(3):
+        layer(images(16, seed)).pow(2).mean().backward()
+        optimizer.step()
+    assert_folding_keeps_the_function(layer.eval(), images(5, 9))
+
+
+def test_a_batch_of_one_image_in_train_mode_is_the_same_clear_error():
+    with pytest.raises(ValueError, match="a batch of 1 sample has none"):
+        conv_layer("bn")(images(1))
+
+
+def test_a_network_with_layers_the_norm_cannot_handle_names_the_layer_and_the_norm():
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(196, 8), nn.ReLU())
+    with pytest.raises(ValueError, match=r"norm 'sn' cannot normalize layer 0 of the network, Conv2d\(3, 4"):
+        normalize_mlp(cnn, "sn")
+    with pytest.raises(ValueError, match=r"layer 0 of the network, Conv1d.*the norms that handle Conv2d are none, bn"):
+        normalize_mlp(nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU()), "bn")
+    normalize_mlp(cnn, "wn+mobn")
+    assert [type(m).__name__ for m in cnn] == ["NormalizedLayer", "ReLU", "Flatten", "NormalizedLayer", "ReLU"]
+    assert cnn(images(4)[:, :, :9, :9]).shape == (4, 8)

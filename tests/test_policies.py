@@ -7,7 +7,7 @@ from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.logger import configure
 
 from rlnorm.callbacks import ModeMismatchCallback
-from rlnorm.norms import NormalizedLinear, available_norms
+from rlnorm.norms import NormalizedLayer, available_norms
 from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
 from rlnorm.probe import untouched
 
@@ -86,7 +86,7 @@ def collect_modes(model):
     """Record the mode of the first norm layer of every network at each call, with the batch size."""
     calls = []
     for name, module in model.policy.named_modules():
-        if isinstance(module, NormalizedLinear) and name.endswith(".0"):
+        if isinstance(module, NormalizedLayer) and name.endswith(".0"):
             network = name.rsplit(".", 2)[0]
             module.register_forward_pre_hook(
                 lambda m, args, network=network: calls.append((network, m.training, args[0].shape[0]))
@@ -150,8 +150,8 @@ def test_spectral_norm_targets_stay_normalized():
     model.policy.set_training_mode(False)
     for net in (model.critic, model.critic_target):
         for module in net.modules():
-            if isinstance(module, NormalizedLinear):
-                sigma = torch.linalg.matrix_norm(module.linear.weight.detach(), ord=2).item()
+            if isinstance(module, NormalizedLayer):
+                sigma = torch.linalg.matrix_norm(module.layer.weight.detach(), ord=2).item()
                 assert abs(sigma - 1.0) < 0.05, sigma
 
 
@@ -163,8 +163,8 @@ def test_weight_norm_keeps_sb3_orthogonal_init(norm):
     for net in ("policy_net", "value_net"):
         ours_net, plain_net = getattr(ours.policy.mlp_extractor, net), getattr(plain.policy.mlp_extractor, net)
         for layer, linear in zip(ours_net[::2], plain_net[::2], strict=True):
-            torch.testing.assert_close(layer.linear.weight, linear.weight)
-            torch.testing.assert_close(layer.linear.parametrizations.weight.original0.squeeze(1),
+            torch.testing.assert_close(layer.layer.weight, linear.weight)
+            torch.testing.assert_close(layer.layer.parametrizations.weight.original0.squeeze(1),
                                        linear.weight.norm(dim=1))
 
 
@@ -172,7 +172,7 @@ def test_weight_norm_parameters_are_the_ones_the_optimizer_trains():
     model = make("ppo", norm="wn")
     optimized = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
     assert optimized == {id(p) for p in model.policy.parameters()}
-    layer = model.policy.mlp_extractor.policy_net[0].linear.parametrizations.weight
+    layer = model.policy.mlp_extractor.policy_net[0].layer.parametrizations.weight
     g, v = layer.original0.clone(), layer.original1.clone()
     learn(model, "ppo")
     assert not torch.equal(g, layer.original0) and not torch.equal(v, layer.original1)
@@ -194,7 +194,7 @@ def test_data_dependent_init_on_the_first_training_batch_reaches_the_target():
 def test_data_dependent_init_trains_and_is_kept_by_save_and_load(tmp_path):
     model = make("ppo", norm="wn+mobn", norm_kwargs=dict(init="data"))
     learn(model, "ppo")
-    assert all(m.data_initialized for m in model.policy.modules() if isinstance(m, NormalizedLinear))
+    assert all(m.data_initialized for m in model.policy.modules() if isinstance(m, NormalizedLayer))
     model.save(tmp_path / "model")
     loaded = PPO.load(tmp_path / "model")
     assert_same_parameters(model.policy, loaded.policy)
@@ -268,7 +268,7 @@ def test_usual_sb3_kwargs_keep_working():
                          [("both", True, True), ("actor", True, False), ("critic", False, True)])
 def test_norm_in_selects_the_networks(norm_in, actor_normalized, critic_normalized):
     def normalized(module):
-        return any(isinstance(m, NormalizedLinear) for m in module.modules())
+        return any(isinstance(m, NormalizedLayer) for m in module.modules())
 
     ppo = make("ppo", norm="bn", norm_in=norm_in).policy.mlp_extractor
     assert (normalized(ppo.policy_net), normalized(ppo.value_net)) == (actor_normalized, critic_normalized)
@@ -319,7 +319,7 @@ def test_rollouts_fold_online_layers_only_and_compute_the_unfolded_function(algo
     policy = model.policy
     obs = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(8)]))
     policy.set_training_mode(False)
-    layers = [(name, m) for name, m in policy.named_modules() if isinstance(m, NormalizedLinear)]
+    layers = [(name, m) for name, m in policy.named_modules() if isinstance(m, NormalizedLayer)]
     with torch.no_grad():
         folded = policy._predict(obs, deterministic=True)
         assert all(m._folding for name, m in layers if "_target" not in name)
@@ -409,11 +409,11 @@ def test_consistent_targets_score_with_their_own_batch_statistics(algo):
     model = make(algo, norm="bn", norm_mode="consistent")
     learn(model, algo)
     target = model.policy.q_net_target if algo == "dqn" else model.policy.critic_target
-    layers = [m for m in target.modules() if isinstance(m, NormalizedLinear)]
+    layers = [m for m in target.modules() if isinstance(m, NormalizedLayer)]
     assert all(layer.norm.training and layer.norm.statistics == "batch_only" for layer in layers)
     stats = running_buffers(target)
     network = target.q_net if algo == "dqn" else target.q_networks[0]
-    inputs = torch.randn(16, network[0].linear.in_features)
+    inputs = torch.randn(16, network[0].layer.in_features)
     sample = inputs[:1]
     with torch.no_grad():
         alone = network(torch.cat([sample, inputs[1:]]))[0]
@@ -431,7 +431,7 @@ def test_frozen_and_fixed_train_mode_output_ignores_the_batch(algo, norm_mode):
     net = {"ppo": lambda p: p.mlp_extractor.policy_net, "dqn": lambda p: p.q_net.q_net,
            "sac": lambda p: p.critic.qf0}[algo](model.policy)
     net.train()
-    inputs = torch.randn(16, net[0].linear.in_features)
+    inputs = torch.randn(16, net[0].layer.in_features)
     # Each call from the same state: a "frozen" call updates the statistics the next call would use.
     with torch.no_grad(), untouched(net):
         alone = net(torch.cat([inputs[:1], inputs[1:]]))[0]
@@ -508,8 +508,8 @@ def test_every_parameter_of_a_normalized_policy_gets_a_gradient(algo, norm):
 def test_batch_renorm_targets_leave_warm_up_with_their_online_network():
     model = make("sac", norm="brn", norm_mode="consistent", norm_kwargs=dict(warmup_steps=5))
     learn(model, "sac")
-    online = [m.norm for m in model.policy.critic.modules() if isinstance(m, NormalizedLinear)]
-    target = [m.norm for m in model.policy.critic_target.modules() if isinstance(m, NormalizedLinear)]
+    online = [m.norm for m in model.policy.critic.modules() if isinstance(m, NormalizedLayer)]
+    target = [m.norm for m in model.policy.critic_target.modules() if isinstance(m, NormalizedLayer)]
     assert online[0].running_batches.item() > 5
     for layer, twin in zip(online, target, strict=True):
         assert twin.running_batches.item() == layer.running_batches.item()

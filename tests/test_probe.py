@@ -281,7 +281,7 @@ def test_a_probe_before_the_first_batch_does_not_stop_fixed_statistics_from_bein
     first = gaussian_pool[:128] + 3.0
     layer.train()(first)
     with torch.no_grad():
-        pre_norm = layer.linear(first)
+        pre_norm = layer.layer(first)
     torch.testing.assert_close(layer.norm.running_mean, pre_norm.mean(0))
     assert bool(layer.norm.statistics_fixed)
 
