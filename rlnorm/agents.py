@@ -16,7 +16,9 @@ Keys and value types are checked against the SB3 / sb3-contrib signatures they a
 (``VecNormalize``, the algorithm's ``MlpPolicy``, the algorithm's constructor), so an agents file can
 only say what those accept, plus three spellings for what a YAML scalar cannot express:
 
-- ``activation_fn: relu`` (a name from :data:`ACTIVATIONS`) becomes ``torch.nn.ReLU``;
+- ``activation_fn: relu`` (a name from :data:`ACTIVATIONS`) becomes ``torch.nn.ReLU``; likewise
+  ``optimizer_class: RMSprop`` (Adam, AdamW, RMSprop, SGD from ``torch.optim``) and
+  ``features_extractor_class: MinAtarCNN`` (:data:`rlnorm.extractors.FEATURES_EXTRACTORS`);
 - ``{linear: x}`` in a schedule argument (``learning_rate``, ``clip_range``...) becomes
   :class:`LinearSchedule` ``(x)``, SB3's linear schedule from ``x`` at the start of training to 0;
 - ``action_noise: {type: normal|ornstein_uhlenbeck, sigma: s}`` becomes an :class:`ActionNoiseSpec`,
@@ -340,9 +342,36 @@ def _resolve_policy_kwargs(value: Any, algo_class: type[BaseAlgorithm], where: s
         name = f"{where}: policy_kwargs.{key}"
         if key == "activation_fn":
             resolved[key] = _activation(item, name)
+        elif key in _NAMED_CLASSES:
+            resolved[key] = _named_class(item, name, _NAMED_CLASSES[key]())
         else:
             resolved[key] = _check_type(item, parameters[key].annotation, name)
     return resolved
+
+
+def _optimizers() -> dict[str, type]:
+    from torch import optim
+
+    return {name: getattr(optim, name) for name in ("Adam", "AdamW", "RMSprop", "SGD")}
+
+
+def _features_extractors() -> dict[str, type]:
+    from rlnorm.extractors import FEATURES_EXTRACTORS
+
+    return FEATURES_EXTRACTORS
+
+
+#: policy_kwargs given as a class name -> the classes an agents file may name (imported when needed).
+_NAMED_CLASSES: dict[str, Callable[[], dict[str, type]]] = {
+    "optimizer_class": _optimizers,
+    "features_extractor_class": _features_extractors,
+}
+
+
+def _named_class(value: Any, name: str, classes: dict[str, type]) -> type:
+    if not isinstance(value, str) or value not in classes:
+        raise ValueError(f"{name} = {value!r} is not one of {', '.join(classes)}{did_you_mean(str(value), classes)}")
+    return classes[value]
 
 
 def _activation(value: Any, name: str) -> type:

@@ -20,6 +20,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from rlnorm import stats as st
 from rlnorm.agents import load_agent
 from rlnorm.algorithms import ALGORITHMS
+from rlnorm.envs import make_env
 from rlnorm.norms import get_norm, validate_norm
 from rlnorm.policies import use_fast_optimizers
 from rlnorm.provenance import code_revision, hardware, versions
@@ -92,7 +93,7 @@ def _paired_times(variants: Sequence[str], repeats: int, measure: Callable[[str]
 
 def _build(algo: str, env_id: str, policy: str, seed: int = 0):
     agent = load_agent(algo, env_id)
-    env = make_vec_env(env_id, n_envs=agent.n_envs, seed=seed)
+    env = make_vec_env(make_env, n_envs=agent.n_envs, seed=seed, env_kwargs={"env_id": env_id})
     kwargs = agent.model_kwargs(env.action_space)
     policy_class = PLAIN
     if policy not in (PLAIN, PLAIN_FAST):

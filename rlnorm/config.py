@@ -61,10 +61,11 @@ from rlnorm.agents import available_agents, load_agent
 from rlnorm.algorithms import ALGORITHMS, NORM_IN
 from rlnorm.checks import ConfigError, check_keys, check_unique, did_you_mean, string
 from rlnorm.claims import parse_claims, parse_scores
+from rlnorm.envs import known_env, make_env
 from rlnorm.executors import EXECUTORS
 from rlnorm.norms import available_norms, validate_norm
 from rlnorm.policies import validate_norm_mode
-from rlnorm.records import PROBE_DRAWS, PROBE_STATES
+from rlnorm.records import PROBE_DRAWS, PROBE_STATES, env_directory
 
 # A variant name becomes a directory name.
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -168,8 +169,9 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """:return: ``<algo>/<env>/<variant>/seed-<seed>``, the run's directory under the study's output"""
-        return f"{self.algo}/{self.env_id}/{self.variant.name}/seed-{self.seed}"
+        """:return: ``<algo>/<env>/<variant>/seed-<seed>``, the run's directory under the study's output (an env
+        id's "/" is a "-" there: ``dqn/MinAtar-Breakout-v1/...``)"""
+        return f"{self.algo}/{env_directory(self.env_id)}/{self.variant.name}/seed-{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         """:return: the spec as plain data (for JSON)"""
@@ -385,10 +387,14 @@ def _parse_task(
 
 def _check_env(algo: str, env_id: Any, tuned_env_ids: list[str]) -> None:
     where = f"algos.{algo}"
-    if not isinstance(env_id, str) or env_id not in gym.registry:
+    try:
+        known = isinstance(env_id, str) and known_env(env_id)
+    except ImportError as error:  # a MinAtar id without the minatar extra
+        raise ConfigError(f"{where}: {error}") from None
+    if not known:
         raise ConfigError(f"{where}: unknown environment {env_id!r}{did_you_mean(env_id, list(gym.registry))}")
     try:
-        env = gym.make(env_id)
+        env = make_env(env_id)
     except Exception as error:  # e.g. a MuJoCo env without `pip install rlnorm[mujoco]`
         raise ConfigError(f"{where}: cannot make {env_id}: {error}".replace("\n", " ")) from None
     action_space = env.action_space

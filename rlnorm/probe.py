@@ -29,6 +29,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.sac.policies import SACPolicy
@@ -36,6 +37,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from rlnorm.agents import load_agent
+from rlnorm.envs import make_env
 from rlnorm.norms import NormalizedLayer
 from rlnorm.records import EVAL_SEED_OFFSET, PROBE_DRAWS, PROBE_STATES
 
@@ -281,7 +283,7 @@ def buffer_transitions(model: BaseAlgorithm) -> tuple[np.ndarray, np.ndarray]:
 def policy_networks(
     model: BaseAlgorithm, transitions: tuple[np.ndarray, np.ndarray] | None = None
 ) -> dict[str, tuple[nn.Module, torch.Tensor]]:
-    """The networks of an SB3 model with MLP policies, each with its pool of inputs.
+    """The networks of an SB3 model, each with its pool of inputs, preprocessed as SB3 does (images scaled).
 
     Actor-critic (PPO, A2C): ``actor`` (action logits or means) and ``value``; DQN: ``q``; SAC and TD3:
     ``actor`` (mean action) and ``critic`` (the first Q-network, on state-action pairs).
@@ -292,9 +294,11 @@ def policy_networks(
     :return: network name -> (network, pool of inputs)
     """
     policy = model.policy
-    observed, acted = (array.reshape(array.shape[0], -1) for array in transitions or buffer_transitions(model))
-    observations = torch.as_tensor(observed, dtype=torch.float32)
-    pairs = torch.as_tensor(np.concatenate([observed, acted], axis=1), dtype=torch.float32)
+    observed, acted = transitions or buffer_transitions(model)
+    # Observations keep their shape (an image stays an image); the critic's state-action rows are flat.
+    observations = preprocess_obs(torch.as_tensor(observed), policy.observation_space, policy.normalize_images)
+    flat = observations.reshape(observations.shape[0], -1).numpy()
+    pairs = torch.as_tensor(np.concatenate([flat, acted.reshape(acted.shape[0], -1)], axis=1), dtype=torch.float32)
     if observations.shape[0] == 0:
         raise ValueError("the model's buffer is empty: train it (or collect a rollout) before probing")
     if isinstance(policy, ActorCriticPolicy):
@@ -306,7 +310,8 @@ def policy_networks(
                       observations),
         }
     if isinstance(policy, DQNPolicy):
-        return {"q": (policy.q_net, observations)}
+        # The Q-network preprocesses its input itself: it gets the observations as stored.
+        return {"q": (policy.q_net, torch.as_tensor(observed))}
     if isinstance(policy, (SACPolicy, TD3Policy)):
         actor = policy.actor
         if isinstance(policy, SACPolicy):
@@ -426,7 +431,7 @@ def probe_run(
     run_spec = json.loads((run_dir / "config.json").read_text())["run"]
     algo_class = load_agent(run_spec["algo"], run_spec["env_id"]).algo_class
     model = algo_class.load(run_dir / "model.zip", device="cpu")
-    env = gym.make(run_spec["env_id"])
+    env = make_env(run_spec["env_id"])
     normalize = None
     if (run_dir / "vecnormalize.pkl").exists():
         # The observation statistics as training left them, frozen.

@@ -26,7 +26,9 @@ import rlnorm
 
 #: The modules that decide what a run computes from its spec (the spec itself is in the run's config.json).
 #: Study parsing, analysis, plots and reports are left out: editing them changes no run's numbers.
-TRAINING_MODULES = ("agents", "algorithms", "callbacks", "norms", "policies", "probe", "records", "run")
+TRAINING_MODULES = (
+    "agents", "algorithms", "callbacks", "envs", "extractors", "norms", "policies", "probe", "records", "run",
+)
 _PACKAGE_DIR = Path(rlnorm.__file__).resolve().parent
 _REPOSITORY = _PACKAGE_DIR.parent
 

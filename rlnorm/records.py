@@ -50,3 +50,9 @@ def _describe(value: Any) -> str:
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     return repr(value)
+
+
+def env_directory(env_id: str) -> str:
+    """:param env_id: an env id, possibly with a namespace (``MinAtar/Breakout-v1``)
+    :return: the one directory level it names in a run's path (``MinAtar-Breakout-v1``)"""
+    return env_id.replace("/", "-")

@@ -440,9 +440,11 @@ def read_run(directory: Path, root: Path) -> Run:
     :param root: the results directory (for the run id)
     :return: the run
     """
-    algo, env_id, variant_name, seed_dir = directory.relative_to(root).parts
+    algo, env_dir, variant_name, seed_dir = directory.relative_to(root).parts
     config = _read_json(directory / "config.json") or {}
     spec = config.get("run", {})
+    # The directory writes an env id's "/" as "-" (MinAtar/Breakout-v1 -> MinAtar-Breakout-v1): the id is the config's.
+    env_id = spec.get("env_id", env_dir)
     variant = spec.get("variant", {})
     done, failed = _read_json(directory / "done.json"), _read_json(directory / "failed.json")
     record = done or failed or {}
@@ -451,7 +453,7 @@ def read_run(directory: Path, root: Path) -> Run:
     mismatch = _read_columns(directory / "progress.csv", "time/total_timesteps", "train/mode_mismatch")
     mismatch_max = _read_columns(directory / "progress.csv", "time/total_timesteps", "train/mode_mismatch_max")
     return Run(
-        run_id=f"{algo}/{env_id}/{variant_name}/{seed_dir}",
+        run_id=f"{algo}/{env_dir}/{variant_name}/{seed_dir}",
         path=directory,
         algo=algo,
         env_id=env_id,

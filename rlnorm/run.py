@@ -38,7 +38,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -50,6 +49,7 @@ from stable_baselines3.common.vec_env import (
     VecNormalize,
 )
 
+from rlnorm import envs
 from rlnorm.agents import AgentSpec, load_agent
 from rlnorm.algorithms import ALGORITHMS
 from rlnorm.callbacks import MechanismRecorder, ModeMismatchCallback, PeriodicEvaluation
@@ -160,7 +160,7 @@ def make_env(agent: AgentSpec, n_envs: int, monitor_file: Path | None = None) ->
     :param monitor_file: where to record the episodes (None: kept in memory, for evaluation)
     :return: the vectorized environment, not yet seeded
     """
-    env: VecEnv = DummyVecEnv([lambda: gym.make(agent.env_id)] * n_envs)
+    env: VecEnv = DummyVecEnv([lambda: envs.make_env(agent.env_id)] * n_envs)
     # Monitor before normalizing, so that it records the true rewards.
     env = VecMonitor(env, filename=None if monitor_file is None else str(monitor_file))
     if agent.normalize:

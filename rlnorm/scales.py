@@ -18,6 +18,7 @@ import numpy as np
 
 from rlnorm import stats as st
 from rlnorm.claims import Scores
+from rlnorm.envs import make_env
 
 RANDOM_RETURNS = "random_returns.json"
 """Cache of the random policy's returns, in a results directory: env id -> {mean, episodes, seed, gymnasium}."""
@@ -60,7 +61,7 @@ def random_policy_return(env_id: str, episodes: int = RANDOM_EPISODES, seed: int
     :param seed: the first reset seed; the action space is seeded with it too
     :return: the mean episode return
     """
-    env = gym.make(env_id)
+    env = make_env(env_id)
     env.action_space.seed(seed)
     returns = []
     for episode in range(episodes):

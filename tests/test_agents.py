@@ -14,6 +14,7 @@ from rlnorm import agents
 from rlnorm.agents import ActionNoiseSpec, LinearSchedule, available_agents, load_agent
 from rlnorm.algorithms import ALGORITHMS
 from rlnorm.config import load_study
+from rlnorm.envs import make_env
 
 AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
 MUJOCO_ENVS = {"HalfCheetah-v5", "Hopper-v5"}
@@ -39,6 +40,8 @@ def _skip_without_simulator(env_id: str) -> None:
         pytest.importorskip("mujoco")
     if env_id.startswith("LunarLander"):
         pytest.importorskip("Box2D")
+    if env_id.startswith("MinAtar/"):
+        pytest.importorskip("minatar")
 
 
 def test_every_algorithm_has_an_agents_file_with_the_reference_study_tasks() -> None:
@@ -71,7 +74,7 @@ def test_entry_builds_the_real_algorithm(
     from stable_baselines3.common.vec_env import VecNormalize
 
     spec = load_agent(algo, env_id)
-    venv = make_vec_env(env_id, n_envs=spec.n_envs, seed=0)
+    venv = make_vec_env(make_env, n_envs=spec.n_envs, seed=0, env_kwargs={"env_id": env_id})
     if spec.normalize:
         venv = VecNormalize(venv, **(spec.normalize if isinstance(spec.normalize, dict) else {}))
     model = spec.algo_class("MlpPolicy", venv, device="cpu", **spec.model_kwargs(venv.action_space))

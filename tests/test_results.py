@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlnorm.records import PROBE_COLUMNS
+from rlnorm.records import PROBE_COLUMNS, env_directory
 from rlnorm.results import DONE, FAILED, RUNNING, ProbeRecord, ResultsError, learning_curve, load_results
 
 STEPS = (0, 100, 200, 300, 400, 500)
@@ -44,7 +44,7 @@ def write_run(
 ) -> Path:
     """Write one run directory; each evaluation has two episodes, at its return - 1 and + 1."""
     returns = curve_to(100.0) if returns is None else returns
-    run_dir = root / algo / env_id / variant / f"seed-{seed}"
+    run_dir = root / algo / env_directory(env_id) / variant / f"seed-{seed}"
     run_dir.mkdir(parents=True)
     spec_variant = {
         "name": variant,
