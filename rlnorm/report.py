@@ -188,13 +188,13 @@ def _natural(decided: Decided) -> str:
 
 
 def verdict_matrix(analysis: Analysis) -> Table:
-    """:return: the verdicts at a glance: one row per scope, one column per claim"""
+    """:return: the verdicts at a glance: one row per claim, one column per scope (the tasks, then all tasks)"""
     scopes = list(dict.fromkeys(v.scope for v in analysis.verdicts))
     scopes = [s for s in scopes if s != ALL_TASKS] + ([ALL_TASKS] if ALL_TASKS in scopes else [])
     names = list(dict.fromkeys(v.claim.name for v in analysis.verdicts))
     cell = {(v.claim.name, v.scope): verdict_label(v) for v in analysis.verdicts}
-    return ["scope", *names], [[scope, *(_bold_if_decided(cell.get((n, scope), "-")) for n in names)]
-                               for scope in scopes]
+    return ["claim", *scopes], [[name, *(_bold_if_decided(cell.get((name, scope), "-")) for scope in scopes)]
+                                for name in names]
 
 
 def verdict_table(analysis: Analysis) -> Table:

@@ -167,3 +167,18 @@ def test_a_bench_record_is_named_in_the_setup(tmp_path):
     cache_random_returns(tmp_path, **{"CartPole-v1": 20.0})
     md_path, _ = write_report(load_results(tmp_path), tmp_path / "report")
     assert "compute cost: `rlnorm bench --repeats 10` (bench.json), on test machine" in md_path.read_text()
+
+
+def test_the_verdict_matrix_has_a_row_per_claim_and_a_column_per_scope(tmp_path):
+    from rlnorm.analysis import analyze
+    from rlnorm.report import verdict_matrix
+
+    for env_id in ("CartPole-v1", "Acrobot-v1"):
+        write_study(tmp_path, {"none": list(400 + TEN), "bn": list(100 + TEN)}, env_id=env_id)
+    results = load_results(tmp_path)
+    scale = SCALES["ppo", "CartPole-v1"]
+    headers, rows = verdict_matrix(analyze(results, declared(results).claims, {t: scale for t in results.tasks}))
+    assert headers[0] == "claim" and headers[-1] == "all tasks"
+    assert set(headers[1:-1]) == {"ppo/CartPole-v1", "ppo/Acrobot-v1"}
+    assert [row[0] for row in rows] == ["BN lowers the final return", "BN raises return variance"]
+    assert rows[0][1:] == ["**supported**"] * 3
