@@ -641,6 +641,26 @@ def decide_secondary(tests: list[Test]) -> list[Decided]:
 # ----------------------------------------------------------------------------------------------- secondary
 
 
+def undirected_test(results: Results, task: Task, x: str, y: str, quantity: str, scales: dict[Task, TaskScale],
+                    rng: int, name: str) -> Test:
+    """
+    X against Y on one task, with no claimed direction: a comparison of the secondary families.
+
+    :param results: the results
+    :param task: the task
+    :param x: variant X
+    :param y: variant Y
+    :param quantity: a key of :data:`rlnorm.claims.QUANTITIES`
+    :param scales: each task's score scale
+    :param rng: seed of the bootstrap intervals
+    :param name: what the comparison belongs to
+    :return: the comparison
+    """
+    part = Pairwise(x, y, quantity, "greater")
+    (test,) = part_tests(results, Claim(name, (part,), tasks=("/".join(task),)), part, scales, rng)
+    return replace(test, direction=None)
+
+
 def ladder_tests(results: Results, scales: dict[Task, TaskScale], rng: int) -> list[tuple[Task, str, list[str],
                                                                                            list[Test], list[str]]]:
     """
@@ -664,10 +684,8 @@ def ladder_tests(results: Results, scales: dict[Task, TaskScale], rng: int) -> l
                 (group.variant, group, MODE_MECHANISMS[mode]) for mode, group in modes]
             steps, removed = [], []
             for (earlier, _, before), (later, _, after) in zip(rungs, rungs[1:], strict=False):
-                part = Pairwise(later, earlier, "final return", "greater")
-                test = part_tests(results, Claim(f"ladder {'/'.join(task)} {norm}", (part,), tasks=("/".join(task),)),
-                                  part, scales, rng)[0]
-                steps.append(replace(test, direction=None))
+                steps.append(undirected_test(results, task, later, earlier, "final return", scales, rng,
+                                             f"ladder {'/'.join(task)} {norm}"))
                 removed.append("".join(sorted(set(before) - set(after))))
             ladders.append((task, norm, [r[0] for r in rungs], steps, removed))
     return ladders

@@ -34,10 +34,10 @@ from rlnorm.analysis import (
     Decided,
     analyze,
     decide_secondary,
-    part_tests,
+    undirected_test,
 )
 from rlnorm.checks import ConfigError
-from rlnorm.claims import Claim, Pairwise, Scores, default_claims, parse_claims, parse_scores
+from rlnorm.claims import Claim, Scores, default_claims, parse_claims, parse_scores
 from rlnorm.plots import CAPTIONS, plot_study
 from rlnorm.results import (
     BENCH_RECORD,
@@ -316,11 +316,9 @@ def baseline_comparisons(results: Results, scales: dict[tuple[str, str], TaskSca
         for group in groups:
             if group is baseline:
                 continue
-            for quantity in ("final return", "failure rate"):
-                part = Pairwise(group.variant, baseline.variant, quantity, "greater")
-                claim = Claim(f"{group.variant} vs {baseline.variant}", (part,), tasks=("/".join(task),))
-                tests += [t.__class__(**{**vars(t), "direction": None})
-                          for t in part_tests(results, claim, part, scales, seed)]
+            tests += [undirected_test(results, task, group.variant, baseline.variant, quantity, scales, seed,
+                                     f"{group.variant} vs {baseline.variant}")
+                      for quantity in ("final return", "failure rate")]
     return decide_secondary(tests)
 
 
