@@ -384,11 +384,19 @@ def _summaries(quantity: str, values: list[tuple[np.ndarray, np.ndarray]], rng: 
 
 
 def bench_tests(claim: str, part: Pairwise, bench: dict) -> list[Test]:
-    """A training-time part on the bench record's paired repeats: per task timed, and over them pooled."""
-    timed = {tuple(name.split("/", 1)): record["times"] for name, record in bench.get("training_time_s", {}).items()
-             if part.x in record["times"] and part.y in record["times"]}
+    """A training-time part on the bench record's paired repeats: per task timed, and over them pooled; then per
+    convolutional update workload (docs/method.md#compute-cost-in-convolutional-networks), each on its own."""
+
+    def having(records: dict) -> dict[Task, dict]:
+        return {tuple(name.split("/", 1)): record["times"] for name, record in records.items()
+                if part.x in record["times"] and part.y in record["times"]}
+
+    timed = having(bench.get("training_time_s", {}))
     scopes: list[Task | None] = [*timed, None] if len(timed) > 1 else [*timed]
-    return [_bench_test(claim, part, [timed[task]] if task else list(timed.values()), task) for task in scopes]
+    updates = having({name: record for name, record in bench.get("cnn_time_s", {}).items()
+                      if record.get("step") == "update"})
+    return ([_bench_test(claim, part, [timed[task]] if task else list(timed.values()), task) for task in scopes]
+            + [_bench_test(claim, part, [times], task) for task, times in updates.items()])
 
 
 def _bench_test(claim: str, part: Pairwise, chosen: list[dict], task: Task | None) -> Test:

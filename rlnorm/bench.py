@@ -69,10 +69,10 @@ def _norm_of(variant: str) -> tuple[str, dict[str, int]]:
 
 
 def _median_ratios(times: dict[str, list[float]], reference: str) -> dict[str, float]:
-    return {name: ratio.value for name, ratio in _median_ratio_cis(times, reference).items()}
+    return {name: ratio.value for name, ratio in median_ratio_cis(times, reference).items()}
 
 
-def _median_ratio_cis(times: dict[str, list[float]], reference: str) -> dict[str, st.Estimate]:
+def median_ratio_cis(times: dict[str, list[float]], reference: str) -> dict[str, st.Estimate]:
     """:return: per variant, the median over paired repeats of reference time / its time, with a 95 % bootstrap
     CI over repeats (nan bounds with one repeat)"""
     reference_times = np.array(times[reference])
@@ -82,7 +82,11 @@ def _median_ratio_cis(times: dict[str, list[float]], reference: str) -> dict[str
     }
 
 
-def _paired_times(variants: Sequence[str], repeats: int, measure: Callable[[str], float]) -> dict[str, list[float]]:
+def paired_times(variants: Sequence[str], repeats: int, measure: Callable[[str], float]) -> dict[str, list[float]]:
+    """:param variants: what to measure
+    :param repeats: paired repeats; each runs every variant once, starting one further along the list
+    :param measure: variant -> one measurement
+    :return: variant -> its measurements, one per repeat"""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(repeats):
         order = list(variants[repeat % len(variants) :]) + list(variants[: repeat % len(variants)])
@@ -144,8 +148,8 @@ def layer_costs(norms: Sequence[str] = CORE_NORMS, repeats: int = 7, calls: int 
             policy.optimizer.step()
         return (time.perf_counter() - start) / (calls // 3) * 1e6
 
-    rollout = _paired_times(norms, repeats, rollout_step)
-    update = _paired_times(norms, repeats, gradient_update)
+    rollout = paired_times(norms, repeats, rollout_step)
+    update = paired_times(norms, repeats, gradient_update)
     rollout_ratio, update_ratio = _median_ratios(rollout, "none"), _median_ratios(update, "none")
     return [
         LayerCost(
@@ -181,11 +185,12 @@ def training_times(
         model.learn(timesteps)
         return time.perf_counter() - start
 
-    return _paired_times([PLAIN, PLAIN_FAST, *norms], repeats, learn_time)
+    return paired_times([PLAIN, PLAIN_FAST, *norms], repeats, learn_time)
 
 
 def write_bench_record(
-    path: str | Path, command: str, timesteps: dict[str, int], times: dict[str, dict], code: dict[str, Any]
+    path: str | Path, command: str, timesteps: dict[str, int], times: dict[str, dict], code: dict[str, Any],
+    cnn: dict[str, Any] | None = None,
 ) -> Path:
     """Write the paired training times that ``rlnorm report`` answers claim 4 with (docs/method.md#verdicts), when the
     record lies in the study's results directory as :data:`~rlnorm.results.BENCH_RECORD`.
@@ -195,6 +200,7 @@ def write_bench_record(
     :param timesteps: ``algo/env`` -> env steps per timed ``learn``
     :param times: ``algo/env`` -> :func:`training_times`' result
     :param code: the code that was timed (:func:`rlnorm.provenance.code_revision` when the timing began)
+    :param cnn: the convolutional workloads and ratio sweep (:func:`rlnorm.bench_cnn.run_cnn_bench`'s record)
     :return: the file
     """
     record = {
@@ -203,6 +209,7 @@ def write_bench_record(
         "versions": versions(),
         "code": code,
         "training_time_s": {task: {"timesteps": timesteps[task], "times": times[task]} for task in times},
+        **(cnn or {}),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +250,7 @@ def run_bench(
     sac_steps: int = 1_000,
     record: tuple[Path, str] | None = None,
     ghost_batches: int = 1,
+    cnn: bool = False,
 ) -> str:
     """Run every benchmark and format the results as Markdown tables.
 
@@ -253,6 +261,8 @@ def run_bench(
     :param ghost_batches: above 1, also time each batch-statistics norm with that many ghost batches, and
         its cost against the same norm without them
     :param record: (file, the command) to write the training times to (:func:`write_bench_record`)
+    :param cnn: also time the convolutional workloads and the activations-to-weights sweep
+        (:func:`rlnorm.bench_cnn.run_cnn_bench`)
     :return: the report
     """
     torch.set_num_threads(1)
@@ -276,7 +286,7 @@ def run_bench(
             continue
         task = f"{algo}/{env_id}"
         timesteps[task], times[task] = steps, training_times(algo, env_id, [*norms, *dosed], steps, repeats)
-        ratios = _median_ratio_cis(times[task], PLAIN)
+        ratios = median_ratio_cis(times[task], PLAIN)
         del ratios[PLAIN]
         lines += [
             "",
@@ -289,11 +299,17 @@ def run_bench(
         lines += [f"| {name} | {r.value:.3f} | [{r.low:.3f}, {r.high:.3f}] |" for name, r in ratios.items()]
         for variant in dosed:
             norm = _norm_of(variant)[0]
-            cost = _median_ratio_cis({norm: times[task][norm], variant: times[task][variant]}, norm)[variant]
+            cost = median_ratio_cis({norm: times[task][norm], variant: times[task][variant]}, norm)[variant]
             lines.append(f"| {variant} vs {norm} | {cost.value:.3f} | [{cost.low:.3f}, {cost.high:.3f}] |")
     lines += ["", f"Normalized policies use the fused (or multi-tensor) optimizer; {PLAIN_FAST} is plain SB3 "
               "with the same optimizer, so the norm's own cost is its ratio divided by that row's."]
-    if record is not None and times:
-        path = write_bench_record(record[0], record[1], timesteps, times, code)
+    cnn_record = None
+    if cnn:
+        from rlnorm.bench_cnn import run_cnn_bench
+
+        cnn_lines, cnn_record = run_cnn_bench(norms, repeats)
+        lines += ["", cnn_lines]
+    if record is not None and (times or cnn_record):
+        path = write_bench_record(record[0], record[1], timesteps, times, code, cnn_record)
         lines += ["", f"Training times written to {path}."]
     return "\n".join(lines)

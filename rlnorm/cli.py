@@ -142,15 +142,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     record = None
     if args.out is not None:
-        if args.ppo_steps <= 0 and args.sac_steps <= 0:
-            return _fail(args, ValueError("--out records training times: give --ppo-steps or --sac-steps above 0"))
+        if args.ppo_steps <= 0 and args.sac_steps <= 0 and not args.cnn:
+            return _fail(args, ValueError("--out records training times: give --ppo-steps or --sac-steps above 0, "
+                                          "or --cnn"))
         command = (
             f"rlnorm bench --repeats {args.repeats} --ppo-steps {args.ppo_steps} --sac-steps {args.sac_steps} "
-            f"--ghost-batches {args.ghost_batches} --out {args.out}"
+            f"--ghost-batches {args.ghost_batches}{' --cnn' if args.cnn else ''} --out {args.out}"
         )
         record = (args.out, command)
-    print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps, record=record,
-                    ghost_batches=args.ghost_batches))
+    try:
+        print(run_bench(repeats=args.repeats, ppo_steps=args.ppo_steps, sac_steps=args.sac_steps, record=record,
+                        ghost_batches=args.ghost_batches, cnn=args.cnn))
+    except ImportError as error:  # MinAtar's workloads without the minatar extra: the line names it
+        return _fail(args, error)
     return 0
 
 
@@ -234,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sac-steps", type=int, default=1_000, help="steps per timed SAC run (0: skip)")
     bench.add_argument("--ghost-batches", type=_positive_int, default=1,
                        help="above 1: also time bn, mobn, wn+mobn with that many ghost batches (default: 1)")
+    bench.add_argument("--cnn", action="store_true",
+                       help="also time PPO's and DQN's updates and rollouts on NatureCNN (84x84x4) and MinAtar's "
+                       "network against SB3's CnnPolicy, and sweep the activations-to-weights ratio")
     bench.add_argument(
         "--out",
         type=Path,

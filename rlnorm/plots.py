@@ -30,6 +30,7 @@ from rlnorm.analysis import Analysis  # noqa: E402
 from rlnorm.claims import Trend  # noqa: E402
 from rlnorm.results import (  # noqa: E402
     BENCH_REFERENCE,
+    CNN_BENCH_REFERENCE,
     DEFAULT_NORM_MODE,
     DONE,
     FAILED,
@@ -135,6 +136,7 @@ def plot_study(results: Results, out_dir: str | Path, analysis: Analysis | None 
         "improvement": plot_improvement,
         "compute_cost": plot_compute_cost,
         "bench_cost": plot_bench_cost,
+        "cnn_cost": plot_cnn_cost,
         "probe_noise": lambda r, c: plot_series(r, c, _probe_series("noise"), "minibatch noise", core_only=True),
         "probe_gap": lambda r, c: plot_series(r, c, _probe_series("gap"), "train/eval gap", core_only=True),
         "mode_mismatch": lambda r, c: plot_series(r, c, _mismatch_series, "|r - 1| at first minibatch"),
@@ -481,7 +483,7 @@ def plot_bench_cost(results: Results, colors: dict[str, str]) -> Figure | None:
         reference = times.pop(BENCH_REFERENCE)
         for x, (name, values) in enumerate(times.items()):
             ratios = reference / values  # paired: the same repeat's reference
-            color = colors.get(name) or NORM_COLORS.get(name, EXTRA_COLORS[0])
+            color = _color(name, colors)
             ax.bar(x, np.median(ratios), color=color, alpha=0.35, width=0.6)
             ax.scatter(np.full(ratios.size, x), ratios, s=12, color=color, zorder=3)
         ax.axhline(1.0, color="black", lw=0.6, ls=":")
@@ -489,6 +491,61 @@ def plot_bench_cost(results: Results, colors: dict[str, str]) -> Figure | None:
         algo, env_id = task.split("/", 1)
         ax.set(title=f"{_title((algo, env_id))}, {record['timesteps']} steps", ylabel=f"throughput / {BENCH_REFERENCE}")
     return figure
+
+
+def plot_cnn_cost(results: Results, colors: dict[str, str]) -> Figure | None:
+    """
+    The bench's convolutional part: each norm's train-mode time relative to none against activations per weight
+    (NatureCNN's convolutions over batch sizes; dashed: its FLOPs relative to the convolutions'), and each
+    workload's speed relative to SB3's ``CnnPolicy``.
+
+    :param results: the study's results (its bench record)
+    :param colors: variant -> colour
+    :return: the figure, None without a convolutional bench
+    """
+    bench = results.bench or {}
+    sweep = bench.get("conv_sweep", [])
+    workloads = {name: record["times"] for name, record in bench.get("cnn_time_s", {}).items()
+                 if CNN_BENCH_REFERENCE in record["times"]}
+    panels = [draw for draw, data in ((_sweep_panel, sweep), (_workloads_panel, workloads)) if data]
+    if not panels:
+        return None
+    figure, axes = _panels(panels)
+    for ax, draw in zip(axes, panels, strict=True):
+        draw(ax, sweep if draw is _sweep_panel else workloads, colors)
+    return figure
+
+
+def _color(variant: str, colors: dict[str, str]) -> str:
+    return colors.get(variant) or NORM_COLORS.get(variant, EXTRA_COLORS[0])
+
+
+def _sweep_panel(ax: Axes, sweep: list[dict], colors: dict[str, str]) -> None:
+    ratio = [point["activations"] / point["weights"] for point in sweep]
+    for norm in sweep[0]["times"]:
+        # Paired: each repeat's time over the same repeat's none.
+        cost = [np.median(np.asarray(point["times"][norm]) / np.asarray(point["times"]["none"])) for point in sweep]
+        ax.plot(ratio, cost, color=_color(norm, colors), marker="o", markersize=3, label=norm)
+        ax.plot(ratio, [1 + point["norm_flops"][norm] for point in sweep], color=_color(norm, colors), ls="--",
+                lw=0.8)
+    ax.axhline(1.0, color="black", lw=0.6, ls=":")
+    ax.set(xscale="log", xlabel="activations / weights", ylabel="time / none (train mode)",
+           title="NatureCNN convolutions (dashed: FLOPs)")
+    ax.legend(ncols=2)
+
+
+def _workloads_panel(ax: Axes, workloads: dict[str, dict[str, list[float]]], colors: dict[str, str]) -> None:
+    for x, times in enumerate(workloads.values()):
+        reference = np.asarray(times[CNN_BENCH_REFERENCE], float)
+        variants = [variant for variant in times if variant != CNN_BENCH_REFERENCE]
+        for offset, variant in enumerate(variants):
+            speed = reference / np.asarray(times[variant], float)  # paired by repeat
+            position = x + (offset - (len(variants) - 1) / 2) * 0.8 / len(variants)
+            ax.scatter(np.full(speed.size, position), speed, s=4, color=_color(variant, colors), alpha=0.4)
+            ax.scatter([position], [np.median(speed)], s=14, color=_color(variant, colors), marker="D", zorder=3)
+    ax.axhline(1.0, color="black", lw=0.6, ls=":")
+    _category_axis(ax, [name.replace("/", " ") for name in workloads])
+    ax.set(ylabel=f"speed / {CNN_BENCH_REFERENCE}", title="workloads (diamond: median)")
 
 
 # ----------------------------------------------------------------------------------------------- series

@@ -46,6 +46,8 @@ BENCH_RECORD = "bench.json"
 """``rlnorm bench --out``'s record of paired training times, read from a results directory for claim 4."""
 BENCH_REFERENCE = "MlpPolicy"
 """What the bench's throughputs are relative to: SB3's own policy."""
+CNN_BENCH_REFERENCE = "CnnPolicy"
+"""What the bench's convolutional workloads are timed against: SB3's own policy for images."""
 FINAL_POINTS = 3
 """Evaluation points averaged into the final return (docs/method.md#metrics)."""
 BOOTSTRAP_SEED = 0
@@ -553,15 +555,17 @@ def _read_bench(path: Path) -> dict[str, Any] | None:
     bench = _read_json(path)
     if bench is None:
         return None
-    timed = bench.get("training_time_s") if isinstance(bench, dict) else None
-    if not isinstance(timed, dict) or not all(
-        isinstance(task, dict) and isinstance(task.get("times"), dict)
-        and all(isinstance(times, list) for times in task["times"].values())
-        for task in timed.values()
-    ):
+
+    def timed(part: Any) -> bool:
+        return isinstance(part, dict) and all(
+            isinstance(task, dict) and isinstance(task.get("times"), dict)
+            and all(isinstance(times, list) for times in task["times"].values())
+            for task in part.values())
+
+    if not (isinstance(bench, dict) and timed(bench.get("training_time_s")) and timed(bench.get("cnn_time_s", {}))):
         raise ResultsError(
             f"{path} is not a bench record: expected training_time_s: {{algo/env: {{timesteps, times: {{variant: "
-            "[seconds, ...]}}}, as `rlnorm bench --out` writes it"
+            "[seconds, ...]}}} (and cnn_time_s: {workload: {times: ...}}), as `rlnorm bench --out` writes it"
         )
     return bench
 

@@ -171,6 +171,21 @@ def test_the_bench_decides_training_time_by_a_paired_test(tmp_path):
     assert part.test.pvalue == pytest.approx(2 / 2**12) and claim.verdict == SUPPORTED
 
 
+def test_each_convolutional_update_of_the_bench_is_a_scope_of_its_own(tmp_path):
+    write_study(tmp_path, {"wn": list(300 + TEN), "bn": list(300 + TEN)})
+    repeats = np.linspace(0.0, 0.1, 12)
+    write_bench(tmp_path, {TASK: {"wn": list(10 + repeats), "bn": list(11 + repeats)}}, cnn={
+        "dqn/NatureCNN update x32": ("update", {"wn": list(2 + repeats), "bn": list(1 + repeats)}),
+        "dqn/NatureCNN rollout x1": ("rollout", {"wn": list(1 + repeats), "bn": list(1 + repeats)})})
+    analysis = run_analysis(tmp_path)
+    verdicts = {v.scope: v for v in analysis.verdicts if v.claim.name == "WN is cheaper to compute than BN"}
+    # Rollouts are eval-mode forwards, where both fold into the layer: not a training time.
+    assert list(verdicts) == [TASK, "dqn/NatureCNN update x32"]
+    assert verdicts[TASK].verdict == SUPPORTED and verdicts["dqn/NatureCNN update x32"].verdict == CONTRADICTED
+    (part,) = verdicts["dqn/NatureCNN update x32"].parts
+    assert part.test.effect.value == pytest.approx(np.median((2 + repeats) / (1 + repeats)))
+
+
 def test_ladder_steps_and_reference_cells_form_the_secondary_family(tmp_path):
     for seed, offset in enumerate(TEN):
         write_run(tmp_path, "none", seed, curve_to(500 + offset))

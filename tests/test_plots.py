@@ -11,6 +11,7 @@ from rlnorm.plots import (
     STYLE,
     mean_over_runs,
     plot_bench_cost,
+    plot_cnn_cost,
     plot_final_returns,
     plot_improvement,
     plot_learning_curves,
@@ -29,6 +30,7 @@ ALL_FIGURES = {
     "improvement",
     "compute_cost",
     "bench_cost",
+    "cnn_cost",
     "probe_noise",
     "probe_gap",
     "mode_mismatch",
@@ -57,7 +59,15 @@ def write_full_study(root):
                 )
         write_run(root, "bn", 3, [0.0, 20.0, 5.0], algo=algo, env_id=env, status=FAILED)
         write_run(root, "none", 3, [0.0, 50.0], algo=algo, env_id=env, status=RUNNING)
-    write_bench(root, {"ppo/CartPole-v1": {"MlpPolicy": [1.0, 1.1], "none": [1.1, 1.2], "bn": [1.3, 1.2]}})
+    write_bench(root, {"ppo/CartPole-v1": {"MlpPolicy": [1.0, 1.1], "none": [1.1, 1.2], "bn": [1.3, 1.2]}},
+                cnn={"dqn/NatureCNN update x32": ("update", {"CnnPolicy": [1.0, 1.1], "none": [1.0, 1.2]})},
+                sweep=[sweep_point(2, {"none": [1.0, 2.0], "bn": [1.5, 2.4]})])
+
+
+def sweep_point(batch: int, times: dict[str, list[float]]) -> dict:
+    """A point of the bench's activations-to-weights sweep, as ``rlnorm bench --cnn`` records it."""
+    return {"batch": batch, "activations": 1000 * batch, "weights": 1000, "conv_flops": 10**6 * batch,
+            "norm_flops": {norm: 0.01 for norm in times}, "times": times}
 
 
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):
@@ -93,6 +103,19 @@ def test_bench_cost_shows_throughputs_paired_by_repeat(tmp_path):
     bars = [patch.get_height() for patch in figure.axes[0].patches]
     assert bars == pytest.approx([1.0, 1.25])
     assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["MlpPolicy+fused", "wn"]
+    plt.close(figure)
+
+
+def test_cnn_cost_shows_the_paired_time_ratio_against_activations_per_weight(tmp_path):
+    write_study(tmp_path, {"none": [1.0, 2.0], "wn": [3.0, 4.0]})
+    # The second repeat of batch 8 ran in a slower machine phase: paired, wn costs 1.5x none in both.
+    write_bench(tmp_path, {}, sweep=[sweep_point(2, {"none": [1.0, 1.0], "wn": [2.0, 2.0]}),
+                                     sweep_point(8, {"none": [1.0, 4.0], "wn": [1.5, 6.0]})])
+    results = load_results(tmp_path)
+    figure = plot_cnn_cost(results, variant_colors(results))
+    cost, theory = figure.axes[0].lines[2:4]  # wn's measured and FLOPs lines, after none's
+    assert list(cost.get_xdata()) == [2, 8] and list(cost.get_ydata()) == pytest.approx([2.0, 1.5])
+    assert list(theory.get_ydata()) == pytest.approx([1.01, 1.01])
     plt.close(figure)
 
 

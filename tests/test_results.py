@@ -284,12 +284,16 @@ def test_reading_results_never_imports_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def write_bench(root, times: dict[str, dict[str, list[float]]]):
-    """A bench record (``rlnorm bench --out``) of the given training times per task, in ``root``."""
+def write_bench(root, times: dict[str, dict[str, list[float]]], cnn: dict[str, tuple[str, dict]] | None = None,
+                sweep: list[dict] | None = None):
+    """A bench record (``rlnorm bench --out``) of the given training times per task, of convolutional workloads
+    (name -> step, times) and of the ratio sweep's points, in ``root``."""
     record = {
         "command": "rlnorm bench --repeats 10",
         "hardware": "test machine",
         "training_time_s": {task: {"timesteps": 1000, "times": t} for task, t in times.items()},
+        "cnn_time_s": {name: {"step": step, "times": t} for name, (step, t) in (cnn or {}).items()},
+        "conv_sweep": sweep or [],
     }
     (root / "bench.json").write_text(json.dumps(record))
 
