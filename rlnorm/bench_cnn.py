@@ -46,7 +46,7 @@ MINATAR_ENV = "MinAtar/Breakout-v1"
 ATARI_SHAPE = (4, 84, 84)
 """Atari's frames as SB3's zoo feeds them: four stacked 84 x 84 grey frames, channels first."""
 SWEEP_BATCHES = (2, 4, 8, 16, 32, 64, 128, 256)
-TARGET_MEASUREMENT_S = 0.1
+TARGET_MEASUREMENT_S = 0.25
 """Calls per measurement are chosen so that one measurement of the reference takes about this long."""
 
 
@@ -81,6 +81,8 @@ WORKLOADS = (
     Workload("ppo", "NatureCNN", "rollout", 8),
     Workload("dqn", "MinAtarCNN", "update", 32),
     Workload("ppo", "MinAtarCNN", "update", 256),
+    Workload("dqn", "MinAtarCNN", "rollout", 1),
+    Workload("ppo", "MinAtarCNN", "rollout", 8),
 )
 """Atari's settings in SB3's zoo (DQN: batch 32, one env; PPO: 8 envs, minibatches of 256) and MinAtar's."""
 
