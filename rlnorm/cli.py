@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlnorm.algorithms import ALGORITHMS, NORM_IN
-from rlnorm.records import NORM_MODES, PROBE_DRAWS, PROBE_STATES
+from rlnorm.study.algorithms import ALGORITHMS, NORM_IN
+from rlnorm.study.records import NORM_MODES, PROBE_DRAWS, PROBE_STATES
 
 
 def _cmd_norms(args: argparse.Namespace) -> int:
-    from rlnorm.norms import describe_norms
+    from rlnorm.core.norms import describe_norms
 
     for name, description in describe_norms().items():
         print(f"{name:<10} {description}")
@@ -21,9 +21,9 @@ def _cmd_norms(args: argparse.Namespace) -> int:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from rlnorm.config import ConfigError, load_study
-    from rlnorm.executors import ExecutorError
-    from rlnorm.study import StudyError, run_study
+    from rlnorm.study.config import ConfigError, load_study
+    from rlnorm.study.executors import ExecutorError
+    from rlnorm.study.study import StudyError, run_study
 
     try:
         config = load_study(args.config, out=args.out)
@@ -47,9 +47,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from rlnorm.config import ConfigError, EvalSettings, single_run
-    from rlnorm.run import run_one
-    from rlnorm.study import StudyError, check_writable
+    from rlnorm.study.config import ConfigError, EvalSettings, single_run
+    from rlnorm.study.run import run_one
+    from rlnorm.study.study import StudyError, check_writable
 
     try:
         evaluation = EvalSettings(args.eval_every, args.eval_episodes)
@@ -70,9 +70,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from rlnorm.checks import ConfigError
-    from rlnorm.report import analysis_tables, declared, scales_of
-    from rlnorm.results import ResultsError, load_results
+    from rlnorm.analysis.report import analysis_tables, declared, scales_of
+    from rlnorm.analysis.results import ResultsError, load_results
+    from rlnorm.study.checks import ConfigError
 
     try:
         results = load_results(args.results)
@@ -83,8 +83,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from rlnorm.plots import plot_study
-    from rlnorm.results import ResultsError, load_results
+    from rlnorm.analysis.plots import plot_study
+    from rlnorm.analysis.results import ResultsError, load_results
 
     try:
         paths = plot_study(load_results(args.results), Path(args.out or Path(args.results) / "plots"))
@@ -95,9 +95,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from rlnorm.checks import ConfigError
-    from rlnorm.report import write_report
-    from rlnorm.results import ResultsError, load_results
+    from rlnorm.analysis.report import write_report
+    from rlnorm.analysis.results import ResultsError, load_results
+    from rlnorm.study.checks import ConfigError
 
     try:
         markdown, html = write_report(
@@ -110,7 +110,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from rlnorm.probe import probe_run
+    from rlnorm.core.probe import probe_run
 
     try:
         measured = probe_run(args.run, n_steps=args.steps, n_draws=args.draws, n_probe=args.states)
@@ -128,7 +128,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from rlnorm.bench import run_bench, training_speed
+    from rlnorm.study.bench import run_bench, training_speed
 
     if args.speed:
         print("| algo | env | norm | training steps/s (one thread, after learning_starts) |\n|---|---|---|---|")
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", required=True, help="environment id with an entry in agents/<algo>.yaml")
     train.add_argument("--norm", default="none", help="norm name (`rlnorm norms` lists them; default: none)")
     train.add_argument("--norm-in", default="both", choices=NORM_IN, help="networks with the norm (default: both)")
-    train.add_argument("--norm-mode", default="sb3", choices=NORM_MODES, help="see rlnorm.policies (default: sb3)")
+    train.add_argument("--norm-mode", default="sb3", choices=NORM_MODES, help="see rlnorm.core.policies (default: sb3)")
     train.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     train.add_argument("--timesteps", type=int, help="training steps (default: the agent's zoo budget)")
     train.add_argument("--eval-every", type=int, default=10_000, help="steps between evaluations (default: 10000)")

@@ -6,7 +6,7 @@ these algorithms with a normalized policy (``pip install rlnorm[zoo]``)::
     python -m rl_zoo3.train --algo ppo --env CartPole-v1 --gym-packages rlnorm.zoo \\
         -params policy:"'NormMlpPolicy'" policy_kwargs:"dict(norm='bn')" -n 2000
 
-``policy_kwargs`` take every option of the policy classes in :mod:`rlnorm.policies` (``norm``,
+``policy_kwargs`` take every option of the policy classes in :mod:`rlnorm.core.policies` (``norm``,
 ``norm_kwargs``, ``norm_in``, ``norm_mode``) besides SB3's own. The same works without the RL Zoo::
 
     import rlnorm.zoo  # noqa: F401
@@ -20,7 +20,7 @@ from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
-from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
 
 ALIAS = "NormMlpPolicy"
 #: The policy class :data:`ALIAS` stands for, per algorithm.

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlnorm.config import load_study
-from rlnorm.study import run_study
+from rlnorm.study.config import load_study
+from rlnorm.study.study import run_study
 
 SMOKE = "configs/smoke.yaml"
 

@@ -1,4 +1,4 @@
-"""Agent definitions (agents/<algo>.yaml) and their loader (rlnorm.agents)."""
+"""Agent definitions (agents/<algo>.yaml) and their loader (rlnorm.study.agents)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import yaml
 from gymnasium import spaces
 
-from rlnorm import agents
-from rlnorm.agents import ActionNoiseSpec, LinearSchedule, available_agents, load_agent
-from rlnorm.algorithms import ALGORITHMS
-from rlnorm.config import load_study
-from rlnorm.envs import make_env
+from rlnorm.core.envs import make_env
+from rlnorm.study import agents
+from rlnorm.study.agents import ActionNoiseSpec, LinearSchedule, available_agents, load_agent
+from rlnorm.study.algorithms import ALGORITHMS
+from rlnorm.study.config import load_study
 
 AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
 MUJOCO_ENVS = {"HalfCheetah-v5", "Hopper-v5"}

@@ -8,12 +8,12 @@ import pytest
 from scipy import stats as sps
 from test_results import curve_to, write_bench, write_run, write_study
 
-from rlnorm.analysis import ALL_TASKS, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, analyze
-from rlnorm.checks import ConfigError
-from rlnorm.claims import Scores, default_claims, parse_claims, parse_scores
-from rlnorm.report import verdict_label
-from rlnorm.results import load_results
-from rlnorm.scales import TaskScale
+from rlnorm.analysis.claims import Scores, default_claims, parse_claims, parse_scores
+from rlnorm.analysis.report import verdict_label
+from rlnorm.analysis.results import load_results
+from rlnorm.analysis.scales import TaskScale
+from rlnorm.analysis.verdicts import ALL_TASKS, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, analyze
+from rlnorm.study.checks import ConfigError
 
 TASK = "ppo/CartPole-v1"
 TEN = np.linspace(-20, 20, 10)

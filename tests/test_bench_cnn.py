@@ -10,8 +10,11 @@ from test_analysis import run_analysis
 from test_results import write_study
 from torch import nn
 
-from rlnorm import bench_cnn
-from rlnorm.bench_cnn import (
+from rlnorm.analysis.results import CNN_BENCH_REFERENCE
+from rlnorm.cli import main
+from rlnorm.core.norms import NormalizedLayer
+from rlnorm.study import bench_cnn
+from rlnorm.study.bench_cnn import (
     ATARI_SHAPE,
     Workload,
     build_model,
@@ -21,9 +24,6 @@ from rlnorm.bench_cnn import (
     ratio_sweep,
     time_workload,
 )
-from rlnorm.cli import main
-from rlnorm.norms import NormalizedLayer
-from rlnorm.results import CNN_BENCH_REFERENCE
 
 MINATAR_UPDATE = Workload("dqn", "MinAtarCNN", "update", 8)
 

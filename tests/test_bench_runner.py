@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlnorm import bench_runner
+from rlnorm.study import bench_runner
 
 SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rlnorm.config import ConfigError, EvalSettings, NormVariant, load_study, parse_study, single_run
+from rlnorm.study.config import ConfigError, EvalSettings, NormVariant, load_study, parse_study, single_run
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CORE_NORMS = ["none", "bn", "mobn", "wn", "wn+mobn", "ln"]

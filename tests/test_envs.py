@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO
 
-from rlnorm.envs import make_env, register_minatar_envs
-from rlnorm.extractors import MinAtarCNN
-from rlnorm.norms import NormalizedLayer
-from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy
+from rlnorm.core.envs import make_env, register_minatar_envs
+from rlnorm.core.extractors import MinAtarCNN
+from rlnorm.core.norms import NormalizedLayer
+from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy
 
 needs_minatar = pytest.mark.skipif(importlib.util.find_spec("minatar") is None, reason="the minatar extra")
 
@@ -49,8 +49,8 @@ def test_without_the_package_the_error_names_the_extra(monkeypatch):
 def test_a_minatar_run_lives_in_one_directory_level_and_reads_back_with_its_env_id(tmp_path):
     from test_results import curve_to, write_run
 
-    from rlnorm.config import single_run
-    from rlnorm.results import load_results
+    from rlnorm.analysis.results import load_results
+    from rlnorm.study.config import single_run
 
     spec = single_run("dqn", "MinAtar/Breakout-v1", "wn+mobn", 0, timesteps=1000)
     assert spec.run_id == "dqn/MinAtar-Breakout-v1/wn+mobn/seed-0"
@@ -63,7 +63,7 @@ def test_a_minatar_run_lives_in_one_directory_level_and_reads_back_with_its_env_
 
 @needs_minatar
 def test_the_probe_measures_each_convolution_of_a_minatar_q_network():
-    from rlnorm.probe import minibatch_noise, policy_networks
+    from rlnorm.core.probe import minibatch_noise, policy_networks
 
     model = DQN(NormDQNPolicy, make_env("MinAtar/Breakout-v1"), seed=0, learning_starts=64, batch_size=16,
                 buffer_size=256, policy_kwargs={"norm": "bn", "features_extractor_class": MinAtarCNN, "net_arch": []})
@@ -76,8 +76,8 @@ def test_the_probe_measures_each_convolution_of_a_minatar_q_network():
 
 
 def test_a_config_naming_a_minatar_env_without_the_extra_names_the_extra(monkeypatch):
-    from rlnorm.checks import ConfigError
-    from rlnorm.config import single_run
+    from rlnorm.study.checks import ConfigError
+    from rlnorm.study.config import single_run
 
     monkeypatch.setitem(sys.modules, "minatar", None)
     monkeypatch.setitem(sys.modules, "minatar.gym", None)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rlnorm import metrics
+from rlnorm.analysis import metrics
 
 # A curve used by several tests, evaluated every 2 steps.
 STEPS = [0, 2, 4, 6, 8]

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from rlnorm import norms
-from rlnorm.norms import (
+from rlnorm.core import norms
+from rlnorm.core.norms import (
     BatchNorm,
     BatchRenorm,
     MeanOnlyBatchNorm,
@@ -16,7 +16,7 @@ from rlnorm.norms import (
     register_norm,
     validate_norm,
 )
-from rlnorm.probe import untouched
+from rlnorm.core.probe import untouched
 
 BATCH_DEPENDENT = ["bn", "mobn", "wn+mobn", "brn"]
 BATCH_INDEPENDENT = ["wn", "ln", "rms", "sn"]

@@ -6,7 +6,7 @@ import pytest
 from matplotlib.colors import to_hex
 from test_results import curve_to, write_bench, write_run, write_study
 
-from rlnorm.plots import (
+from rlnorm.analysis.plots import (
     NORM_COLORS,
     STYLE,
     mean_over_runs,
@@ -20,7 +20,7 @@ from rlnorm.plots import (
     plot_study,
     variant_colors,
 )
-from rlnorm.results import FAILED, RUNNING, Series, load_results
+from rlnorm.analysis.results import FAILED, RUNNING, Series, load_results
 
 ALL_FIGURES = {
     "learning_curves",
@@ -248,9 +248,9 @@ def test_probe_noise_spanning_orders_of_magnitude_gets_a_symlog_scale_and_only_t
 def test_the_analysis_figures_show_normalized_scores_and_the_noise_dose(tmp_path):
     from test_analysis import SCALE, write_probed
 
-    from rlnorm.analysis import analyze
-    from rlnorm.claims import parse_claims
-    from rlnorm.plots import plot_aggregate, plot_dose_response, plot_performance_profile
+    from rlnorm.analysis.claims import parse_claims
+    from rlnorm.analysis.plots import plot_aggregate, plot_dose_response, plot_performance_profile
+    from rlnorm.analysis.verdicts import analyze
 
     for variant, level, noise in (("bn", 400, 0.1), ("bn-g4", 300, 0.2), ("bn-g16", 200, 0.4)):
         write_probed(tmp_path, variant, level, noise)

@@ -6,10 +6,10 @@ import torch
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.logger import configure
 
-from rlnorm.callbacks import ModeMismatchCallback
-from rlnorm.norms import NormalizedLayer, available_norms
-from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
-from rlnorm.probe import untouched
+from rlnorm.core.norms import NormalizedLayer, available_norms
+from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+from rlnorm.core.probe import untouched
+from rlnorm.study.callbacks import ModeMismatchCallback
 
 NORMS = available_norms()
 STATEFUL = ["bn", "mobn", "wn+mobn", "brn", "sn"]
@@ -513,3 +513,19 @@ def test_batch_renorm_targets_leave_warm_up_with_their_online_network():
     assert online[0].running_batches.item() > 5
     for layer, twin in zip(online, target, strict=True):
         assert twin.running_batches.item() == layer.running_batches.item()
+
+
+def test_the_paths_before_the_package_layout_still_import_and_unpickle():
+    import pickle
+
+    import rlnorm.core.norms
+    import rlnorm.core.policies
+    import rlnorm.core.probe
+    import rlnorm.norms
+    import rlnorm.policies
+    import rlnorm.probe
+
+    assert rlnorm.policies is rlnorm.core.policies and rlnorm.norms is rlnorm.core.norms
+    assert rlnorm.probe is rlnorm.core.probe
+    # What a model saved before the layout holds: a reference to the class under its old module path.
+    assert pickle.loads(b"crlnorm.policies\nNormDQNPolicy\n.") is rlnorm.core.policies.NormDQNPolicy

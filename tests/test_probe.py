@@ -10,10 +10,9 @@ from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
-from rlnorm.config import EvalSettings, single_run
-from rlnorm.norms import BatchNorm, MeanOnlyBatchNorm, get_norm
-from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
-from rlnorm.probe import (
+from rlnorm.core.norms import BatchNorm, MeanOnlyBatchNorm, get_norm
+from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+from rlnorm.core.probe import (
     collect_transitions,
     minibatch_noise,
     noise_excess_kurtosis,
@@ -21,7 +20,8 @@ from rlnorm.probe import (
     probe_run,
     statistics_drift,
 )
-from rlnorm.run import run_one
+from rlnorm.study.config import EvalSettings, single_run
+from rlnorm.study.run import run_one
 
 SIGMA, FEATURES, POOL, B = 2.0, 8, 20_000, 64
 
@@ -289,7 +289,7 @@ def test_a_probe_before_the_first_batch_does_not_stop_fixed_statistics_from_bein
 def test_off_policy_probe_states_are_normalized_as_training_batches_are():
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from rlnorm.probe import buffer_transitions
+    from rlnorm.core.probe import buffer_transitions
 
     env = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), norm_reward=False)
     model = SAC(NormSACPolicy, env, learning_starts=64, batch_size=32, seed=0,
@@ -304,7 +304,7 @@ def test_off_policy_probe_states_are_normalized_as_training_batches_are():
 
 
 def test_the_drift_of_batch_renorm_statistics_leaves_out_its_update_count():
-    from rlnorm.probe import running_statistics
+    from rlnorm.core.probe import running_statistics
 
     layer = get_norm("brn").factory(nn.Linear(FEATURES, 4))
     layer.train()(torch.randn(32, FEATURES))

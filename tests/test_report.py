@@ -9,11 +9,11 @@ import pytest
 from scipy import stats as sps
 from test_results import curve_to, write_bench, write_run, write_study
 
-from rlnorm.checks import ConfigError
+from rlnorm.analysis.report import analysis_tables, declared, write_report
+from rlnorm.analysis.results import FAILED, RUNNING, load_results
+from rlnorm.analysis.scales import RANDOM_RETURNS, TaskScale
 from rlnorm.cli import main
-from rlnorm.report import analysis_tables, declared, write_report
-from rlnorm.results import FAILED, RUNNING, load_results
-from rlnorm.scales import RANDOM_RETURNS, TaskScale
+from rlnorm.study.checks import ConfigError
 
 TEN = np.linspace(-20, 20, 10)
 SCALES = {("ppo", "CartPole-v1"): TaskScale(0.0, 500.0, "test", 0.5)}
@@ -170,8 +170,8 @@ def test_a_bench_record_is_named_in_the_setup(tmp_path):
 
 
 def test_the_verdict_matrix_has_a_row_per_claim_and_a_column_per_scope(tmp_path):
-    from rlnorm.analysis import analyze
-    from rlnorm.report import verdict_matrix
+    from rlnorm.analysis.report import verdict_matrix
+    from rlnorm.analysis.verdicts import analyze
 
     for env_id in ("CartPole-v1", "Acrobot-v1"):
         write_study(tmp_path, {"none": list(400 + TEN), "bn": list(100 + TEN)}, env_id=env_id)

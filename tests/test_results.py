@@ -1,6 +1,6 @@
 """Reading results directories: synthetic runs with known numbers, in every state a study leaves them.
 
-The helpers here write run directories as :mod:`rlnorm.run` does; test_plots and test_report use them.
+The helpers here write run directories as :mod:`rlnorm.study.run` does; test_plots and test_report use them.
 """
 
 import csv
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlnorm.records import PROBE_COLUMNS, env_directory
-from rlnorm.results import DONE, FAILED, RUNNING, ProbeRecord, ResultsError, learning_curve, load_results
+from rlnorm.analysis.results import DONE, FAILED, RUNNING, ProbeRecord, ResultsError, learning_curve, load_results
+from rlnorm.study.records import PROBE_COLUMNS, env_directory
 
 STEPS = (0, 100, 200, 300, 400, 500)
 
@@ -280,7 +280,8 @@ def test_study_order_and_pending_runs(tmp_path):
 
 
 def test_reading_results_never_imports_torch():
-    code = "import rlnorm.report, rlnorm.plots, rlnorm.results, sys; assert 'torch' not in sys.modules"
+    code = ("import rlnorm.analysis.report, rlnorm.analysis.plots, rlnorm.analysis.results, sys; "
+            "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from rlnorm import callbacks, run
-from rlnorm.config import EvalSettings, single_run
-from rlnorm.run import EVAL_SEED_OFFSET, run_one
+from rlnorm.study import callbacks, run
+from rlnorm.study.config import EvalSettings, single_run
+from rlnorm.study.run import EVAL_SEED_OFFSET, run_one
 
 EVAL = EvalSettings(every=256, episodes=2)
 
@@ -163,7 +163,7 @@ def test_evaluating_in_eval_mode_throughout_gives_what_sb3_gives(algo, env_id):
 
 
 def test_done_json_names_the_code_that_made_the_run(finished_run):
-    from rlnorm.provenance import code_revision, training_sources
+    from rlnorm.study.provenance import code_revision, training_sources
 
     _, run_dir = finished_run
     code = json.loads((run_dir / "done.json").read_text())["code"]
@@ -203,9 +203,9 @@ def test_off_policy_agents_are_probed_once_their_updates_have_begun(tmp_path):
 def test_a_minibatch_size_above_the_rollout_is_probed_as_the_whole_rollout(tmp_path):
     from stable_baselines3 import PPO
 
-    from rlnorm.callbacks import MechanismRecorder
-    from rlnorm.config import ProbeSettings
-    from rlnorm.policies import NormActorCriticPolicy
+    from rlnorm.core.policies import NormActorCriticPolicy
+    from rlnorm.study.callbacks import MechanismRecorder
+    from rlnorm.study.config import ProbeSettings
 
     model = PPO(NormActorCriticPolicy, "CartPole-v1", n_steps=16, batch_size=64, seed=0,
                 policy_kwargs=dict(norm="bn", net_arch=[8]))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from rlnorm import stats
+from rlnorm.analysis import stats
 
 FAST = {"n_resamples": 500}
 

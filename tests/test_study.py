@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from rlnorm import study
 from rlnorm.cli import main
-from rlnorm.config import load_study
-from rlnorm.executors import ExecutorError, run_local
-from rlnorm.run import build_model, run_one
-from rlnorm.study import StudyError, run_study, study_lock
+from rlnorm.study import study
+from rlnorm.study.config import load_study
+from rlnorm.study.executors import ExecutorError, run_local
+from rlnorm.study.run import build_model, run_one
+from rlnorm.study.study import StudyError, run_study, study_lock
 
 SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 N_RUNS = 8
@@ -59,10 +59,10 @@ def failing_run_one(spec, run_dir):
     """run_one, but PPO bn seed 1 raises and DQN bn seed 1 turns NaN. Module-level, so that spawned
     workers can unpickle it (they import this module by name, as pytest put its folder on sys.path)."""
     if spec.variant.name == "bn" and spec.seed == 1 and spec.algo == "ppo":
-        with mock.patch("rlnorm.run.train", side_effect=RuntimeError("injected failure")):
+        with mock.patch("rlnorm.study.run.train", side_effect=RuntimeError("injected failure")):
             return run_one(spec, run_dir)
     if spec.variant.name == "bn" and spec.seed == 1 and spec.algo == "dqn":
-        with mock.patch("rlnorm.run.build_model", side_effect=nan_model):
+        with mock.patch("rlnorm.study.run.build_model", side_effect=nan_model):
             return run_one(spec, run_dir)
     return run_one(spec, run_dir)
 

@@ -11,8 +11,8 @@ from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 import rlnorm.zoo
-from rlnorm.norms import BatchNorm
-from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
+from rlnorm.core.norms import BatchNorm
+from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
 
 # Buffers and learning starts small enough that building a model allocates next to nothing.
 OFF_POLICY = dict(buffer_size=64, learning_starts=16, batch_size=16)

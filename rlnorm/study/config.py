@@ -18,7 +18,7 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
       - bn-critic: {norm: bn, norm_in: critic}               #   norms) and norm_in (both, actor
       - bn-slow: {norm: bn, norm_kwargs: {momentum: 0.01}}   #   or critic; DQN: both only) and
       - bn-frozen: {norm: bn, norm_mode: frozen}             #   norm_mode (sb3, consistent, frozen,
-                                 #   fixed: for bn, mobn, wn+mobn, brn; see rlnorm.policies)
+                                 #   fixed: for bn, mobn, wn+mobn, brn; see rlnorm.core.policies)
     seeds: 5                     # a count n (seeds 0..n-1) or a list of seeds, e.g. [0, 7, 42]
     budget: {scale: 1.0}         # training steps per run: {timesteps: 50000}, or {scale: s} for s times
                                  #   the agent's zoo budget (n_timesteps in agents/<algo>.yaml)
@@ -29,7 +29,7 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
       deterministic: true        #   deterministic actions (false samples them from the training
                                  #   random streams: still reproducible, but training then depends
                                  #   on the evaluation schedule)
-    probe:                       # the minibatch-noise probe (rlnorm.probe) and the drift of the running
+    probe:                       # the minibatch-noise probe (rlnorm.core.probe) and the drift of the running
       enabled: true              #   statistics, at evaluations at least `every` steps apart (after the
       every: 10000               #   first), on states from the agent's buffer; states: probe states,
       states: 16                 #   draws: minibatches per state (written to probe.csv and
@@ -39,7 +39,7 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
     workers: 2                   # runs at the same time (default: local, the number of cores; ray, the
                                  #   cluster's CPUs); `rlnorm study --workers` overrides it
     claims: [...]                # what `rlnorm report` tests (default: the seed's claims), and
-    scores: {...}                #   how it normalizes returns: see rlnorm.claims
+    scores: {...}                #   how it normalizes returns: see rlnorm.analysis.claims
 
 Every key except algos, norms, seeds and budget is optional. A run is identified by
 ``<algo>/<env>/<variant>/seed-<seed>``, which is also its directory under ``out``.
@@ -57,15 +57,15 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from rlnorm.agents import available_agents, load_agent
-from rlnorm.algorithms import ALGORITHMS, NORM_IN
-from rlnorm.checks import ConfigError, check_keys, check_unique, did_you_mean, string
-from rlnorm.claims import parse_claims, parse_scores
-from rlnorm.envs import known_env, make_env
-from rlnorm.executors import EXECUTORS
-from rlnorm.norms import available_norms, validate_norm
-from rlnorm.policies import validate_norm_mode
-from rlnorm.records import PROBE_DRAWS, PROBE_STATES, env_directory
+from rlnorm.analysis.claims import parse_claims, parse_scores
+from rlnorm.core.envs import known_env, make_env
+from rlnorm.core.norms import available_norms, validate_norm
+from rlnorm.core.policies import validate_norm_mode
+from rlnorm.study.agents import available_agents, load_agent
+from rlnorm.study.algorithms import ALGORITHMS, NORM_IN
+from rlnorm.study.checks import ConfigError, check_keys, check_unique, did_you_mean, string
+from rlnorm.study.executors import EXECUTORS
+from rlnorm.study.records import PROBE_DRAWS, PROBE_STATES, env_directory
 
 # A variant name becomes a directory name.
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
@@ -151,7 +151,7 @@ class RunSpec:
     :param algo: algorithm name (a key of :data:`ALGORITHMS`)
     :param env_id: gymnasium environment id
     :param variant: the norm setting
-    :param seed: seed of training (the evaluation env is seeded from it, see :mod:`rlnorm.run`)
+    :param seed: seed of training (the evaluation env is seeded from it, see :mod:`rlnorm.study.run`)
     :param timesteps: training budget in environment steps
     :param eval: evaluation settings
     :param tensorboard: whether to write TensorBoard logs
@@ -212,9 +212,9 @@ class StudyConfig:
     :param executor: ``local`` or ``ray``
     :param workers: runs at the same time (None: the executor's default)
     :param source: the config file it was read from ("" when given as data)
-    :param claims: the claims the report tests, as declared (checked by :func:`rlnorm.claims.parse_claims`);
+    :param claims: the claims the report tests, as declared (checked by :func:`rlnorm.analysis.claims.parse_claims`);
         None: the default set
-    :param scores: how the report normalizes returns, as declared (:func:`rlnorm.claims.parse_scores`)
+    :param scores: how the report normalizes returns, as declared (:func:`rlnorm.analysis.claims.parse_scores`)
     """
 
     name: str

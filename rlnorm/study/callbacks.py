@@ -22,19 +22,19 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from rlnorm.config import EvalSettings, ProbeSettings
-from rlnorm.probe import (
+from rlnorm.core.probe import (
     minibatch_noise,
     policy_networks,
     running_statistics,
     statistics_drift,
     training_batch_size,
 )
-from rlnorm.records import OUTPUT_LAYER, PROBE_COLUMNS
+from rlnorm.study.config import EvalSettings, ProbeSettings
+from rlnorm.study.records import OUTPUT_LAYER, PROBE_COLUMNS
 
 
 class ModeMismatchCallback(BaseCallback):
-    """Log the train/eval mode mismatch of a :class:`~rlnorm.policies.NormActorCriticPolicy` (PPO, A2C).
+    """Log the train/eval mode mismatch of a :class:`~rlnorm.core.policies.NormActorCriticPolicy` (PPO, A2C).
 
     Records ``train/mode_mismatch`` (mean |r - 1|) and ``train/mode_mismatch_max`` (max |r - 1|) of the
     probability ratio r on the first minibatch of each update, measured before any gradient step. They
@@ -162,7 +162,7 @@ def eval_mode_throughout(policy: BasePolicy) -> Iterator[None]:
 
 class MechanismRecorder(BaseCallback):
     """Record, every ``settings.every`` environment steps, each network's minibatch noise and train/eval gap
-    (at its output and per normalized layer: :func:`rlnorm.probe.minibatch_noise`), and the drift of its
+    (at its output and per normalized layer: :func:`rlnorm.core.probe.minibatch_noise`), and the drift of its
     running statistics since the previous record.
 
     The probe draws minibatches of the size the algorithm trains with from the states it trains on:

@@ -1,7 +1,7 @@
 """The study report: the answer first (verdicts and the figures that carry them), then the comparisons, return
 variance, the ladders, and the setup and per-run tables as an appendix.
 
-Rendering only: :mod:`rlnorm.analysis` decides; this module turns its typed results into one document model
+Rendering only: :mod:`rlnorm.analysis.verdicts` decides; this module turns its typed results into one document model
 (:data:`Block`), written as Markdown and as one self-contained HTML page, and into ``comparisons.csv`` (one row
 per comparison, recomputable from ``runs.csv``) and ``runs.csv`` (one row per run).
 """
@@ -21,8 +21,21 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rlnorm import stats as st
-from rlnorm.analysis import (
+from rlnorm.analysis import stats as st
+from rlnorm.analysis.claims import Claim, Scores, default_claims, parse_claims, parse_scores
+from rlnorm.analysis.plots import CAPTIONS, plot_study
+from rlnorm.analysis.results import (
+    BENCH_RECORD,
+    DONE,
+    FAILED,
+    NORMALIZED_LAYERS,
+    RUNNING,
+    Results,
+    Run,
+    RunMetrics,
+)
+from rlnorm.analysis.scales import RANDOM_EPISODES, TaskScale, random_returns, task_scales
+from rlnorm.analysis.verdicts import (
     ALL_TASKS,
     ALPHA,
     CONTRADICTED,
@@ -36,20 +49,7 @@ from rlnorm.analysis import (
     decide_secondary,
     undirected_test,
 )
-from rlnorm.checks import ConfigError
-from rlnorm.claims import Claim, Scores, default_claims, parse_claims, parse_scores
-from rlnorm.plots import CAPTIONS, plot_study
-from rlnorm.results import (
-    BENCH_RECORD,
-    DONE,
-    FAILED,
-    NORMALIZED_LAYERS,
-    RUNNING,
-    Results,
-    Run,
-    RunMetrics,
-)
-from rlnorm.scales import RANDOM_EPISODES, TaskScale, random_returns, task_scales
+from rlnorm.study.checks import ConfigError
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -84,7 +84,7 @@ def planned_variants(results: Results) -> dict[str, list[str]]:
 def declared(results: Results, config: str | Path | None = None) -> Declared:
     """
     The claims and score settings of a report: a config file's ``claims`` and ``scores`` if one is given, else
-    the study's own (``study.json``), else :data:`rlnorm.claims.DEFAULT_CLAIMS`.
+    the study's own (``study.json``), else :data:`rlnorm.analysis.claims.DEFAULT_CLAIMS`.
 
     :param results: the results
     :param config: a study config file to read them from

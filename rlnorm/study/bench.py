@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from stable_baselines3.common.env_util import make_vec_env
 
-from rlnorm import stats as st
-from rlnorm.agents import load_agent
-from rlnorm.algorithms import ALGORITHMS
-from rlnorm.envs import make_env
-from rlnorm.norms import get_norm, validate_norm
-from rlnorm.policies import use_fast_optimizers
-from rlnorm.provenance import code_revision, hardware, versions
-from rlnorm.records import write_json
-from rlnorm.results import BENCH_REFERENCE
+from rlnorm.analysis import stats as st
+from rlnorm.analysis.results import BENCH_REFERENCE
+from rlnorm.core.envs import make_env
+from rlnorm.core.norms import get_norm, validate_norm
+from rlnorm.core.policies import use_fast_optimizers
+from rlnorm.study.agents import load_agent
+from rlnorm.study.algorithms import ALGORITHMS
+from rlnorm.study.provenance import code_revision, hardware, versions
+from rlnorm.study.records import write_json
 
 CORE_NORMS = ("none", "bn", "mobn", "wn", "wn+mobn", "ln")
 PLAIN = BENCH_REFERENCE
@@ -193,14 +193,14 @@ def write_bench_record(
     cnn: dict[str, Any] | None = None,
 ) -> Path:
     """Write the paired training times that ``rlnorm report`` answers claim 4 with (docs/method.md#verdicts), when the
-    record lies in the study's results directory as :data:`~rlnorm.results.BENCH_RECORD`.
+    record lies in the study's results directory as :data:`~rlnorm.analysis.results.BENCH_RECORD`.
 
     :param path: the file
     :param command: the command that measured them
     :param timesteps: ``algo/env`` -> env steps per timed ``learn``
     :param times: ``algo/env`` -> :func:`training_times`' result
-    :param code: the code that was timed (:func:`rlnorm.provenance.code_revision` when the timing began)
-    :param cnn: the convolutional workloads and ratio sweep (:func:`rlnorm.bench_cnn.run_cnn_bench`'s record)
+    :param code: the code that was timed (:func:`rlnorm.study.provenance.code_revision` when the timing began)
+    :param cnn: the convolutional workloads and ratio sweep (:func:`rlnorm.study.bench_cnn.run_cnn_bench`'s record)
     :return: the file
     """
     record = {
@@ -262,7 +262,7 @@ def run_bench(
         its cost against the same norm without them
     :param record: (file, the command) to write the training times to (:func:`write_bench_record`)
     :param cnn: also time the convolutional workloads and the activations-to-weights sweep
-        (:func:`rlnorm.bench_cnn.run_cnn_bench`)
+        (:func:`rlnorm.study.bench_cnn.run_cnn_bench`)
     :return: the report
     """
     torch.set_num_threads(1)
@@ -305,7 +305,7 @@ def run_bench(
               "with the same optimizer, so the norm's own cost is its ratio divided by that row's."]
     cnn_record = None
     if cnn:
-        from rlnorm.bench_cnn import run_cnn_bench
+        from rlnorm.study.bench_cnn import run_cnn_bench
 
         cnn_lines, cnn_record = run_cnn_bench(norms, repeats)
         lines += ["", cnn_lines]

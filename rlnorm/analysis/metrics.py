@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from rlnorm.stats import as_sample, cvar
+from rlnorm.analysis.stats import as_sample, cvar
 
 DEFAULT_DISPERSION_WINDOW = 5
 """Slopes per sliding window of the within-run dispersion: enough for an interquartile range to mean

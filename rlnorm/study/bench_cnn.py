@@ -12,7 +12,7 @@ normalization of every output). Two measurements:
   so that the activations-to-weights ratio runs from about 1 to about 70, beside each norm's FLOPs relative to
   the convolutions' (:func:`norm_flops`).
 
-Every comparison is paired as in :mod:`rlnorm.bench`: within one repeat all variants run back to back in a
+Every comparison is paired as in :mod:`rlnorm.study.bench`: within one repeat all variants run back to back in a
 rotated order, one torch thread, and a ratio is taken inside the repeat.
 """
 
@@ -35,12 +35,12 @@ from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.torch_layers import NatureCNN
 from torch import nn
 
-from rlnorm.bench import CORE_NORMS, median_ratio_cis, paired_times
-from rlnorm.envs import make_env
-from rlnorm.extractors import FEATURES_EXTRACTORS
-from rlnorm.norms import normalize_mlp
-from rlnorm.policies import NormActorCriticPolicy, NormDQNPolicy
-from rlnorm.results import CNN_BENCH_REFERENCE
+from rlnorm.analysis.results import CNN_BENCH_REFERENCE
+from rlnorm.core.envs import make_env
+from rlnorm.core.extractors import FEATURES_EXTRACTORS
+from rlnorm.core.norms import normalize_mlp
+from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy
+from rlnorm.study.bench import CORE_NORMS, median_ratio_cis, paired_times
 
 MINATAR_ENV = "MinAtar/Breakout-v1"
 ATARI_SHAPE = (4, 84, 84)
@@ -305,7 +305,7 @@ def run_cnn_bench(norms: Sequence[str] = CORE_NORMS, repeats: int = 12, workload
     :param workloads: the workloads (None: :data:`WORKLOADS`)
     :param batches: the sweep's batch sizes (None: :data:`SWEEP_BATCHES`; empty: no sweep)
     :return: the report, and the record's CNN part (``cnn_time_s`` and ``conv_sweep``,
-        :func:`rlnorm.bench.write_bench_record`)
+        :func:`rlnorm.study.bench.write_bench_record`)
     """
     torch.set_num_threads(1)
     workloads = WORKLOADS if workloads is None else workloads

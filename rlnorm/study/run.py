@@ -7,14 +7,16 @@ A run directory holds, when the run is finished::
     progress.csv       SB3's logger: train/* (with train/mode_mismatch for PPO and A2C) and eval/*
     evaluations.csv    one row per evaluation episode: timesteps, episode, return, length
     evaluations.npz    the same in RL Zoo's layout: timesteps (n,), results and ep_lengths (n, episodes)
-    probe.csv          the minibatch-noise probe every ProbeSettings.every steps (rlnorm.callbacks.MechanismRecorder),
-                       one row per network and layer: rlnorm.records.PROBE_COLUMNS
+    probe.csv          the minibatch-noise probe every ProbeSettings.every steps
+                       (rlnorm.study.callbacks.MechanismRecorder), one row per network and layer:
+                       rlnorm.study.records.PROBE_COLUMNS
     statistics.csv     timesteps, network, drift: relative change of the running statistics since the
                        previous probe (networks with running statistics only)
     model.zip          the final model (and vecnormalize.pkl when observations are normalized)
     events.out.tfevents.*  TensorBoard logs, when asked
     done.json          written last, atomically: wall time (and the parts spent evaluating and probing), peak
-                       memory, processor, versions, the code that made it (rlnorm.provenance), warnings; or instead
+                       memory, processor, versions, the code that made it (rlnorm.study.provenance), warnings;
+                       or instead
     failed.json        the reason the run failed (an exception, or NaN/inf in the networks)
 
 A directory without ``done.json`` or ``failed.json`` is an interrupted run: the study redoes it.
@@ -22,7 +24,7 @@ A directory without ``done.json`` or ``failed.json`` is an interrupted run: the 
 Training and evaluation are reproducible: one torch thread (bit-identical results on CPU need the same
 thread count, docs/method.md#sb3-and-the-norms), SB3 seeds Python, numpy, torch and the training envs from
 ``seed``, and the evaluation envs are seeded from ``seed + EVAL_SEED_OFFSET``, so they never replay the training
-envs' episodes. Neither evaluation nor the probe changes training (:mod:`rlnorm.callbacks`).
+envs' episodes. Neither evaluation nor the probe changes training (:mod:`rlnorm.study.callbacks`).
 """
 
 from __future__ import annotations
@@ -49,14 +51,14 @@ from stable_baselines3.common.vec_env import (
     VecNormalize,
 )
 
-from rlnorm import envs
-from rlnorm.agents import AgentSpec, load_agent
-from rlnorm.algorithms import ALGORITHMS
-from rlnorm.callbacks import MechanismRecorder, ModeMismatchCallback, PeriodicEvaluation
-from rlnorm.config import RunSpec
-from rlnorm.policies import NormActorCriticPolicy
-from rlnorm.provenance import hardware, loaded_code_revision, peak_memory_mib, versions
-from rlnorm.records import EVAL_SEED_OFFSET, write_json
+from rlnorm.core import envs
+from rlnorm.core.policies import NormActorCriticPolicy
+from rlnorm.study.agents import AgentSpec, load_agent
+from rlnorm.study.algorithms import ALGORITHMS
+from rlnorm.study.callbacks import MechanismRecorder, ModeMismatchCallback, PeriodicEvaluation
+from rlnorm.study.config import RunSpec
+from rlnorm.study.provenance import hardware, loaded_code_revision, peak_memory_mib, versions
+from rlnorm.study.records import EVAL_SEED_OFFSET, write_json
 
 
 @dataclass(frozen=True)

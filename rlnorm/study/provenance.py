@@ -27,7 +27,8 @@ import rlnorm
 #: The modules that decide what a run computes from its spec (the spec itself is in the run's config.json).
 #: Study parsing, analysis, plots and reports are left out: editing them changes no run's numbers.
 TRAINING_MODULES = (
-    "agents", "algorithms", "callbacks", "envs", "extractors", "norms", "policies", "probe", "records", "run",
+    "study/agents", "study/algorithms", "study/callbacks", "core/envs", "core/extractors", "core/norms",
+    "core/policies", "core/probe", "study/records", "study/run",
 )
 _PACKAGE_DIR = Path(rlnorm.__file__).resolve().parent
 _REPOSITORY = _PACKAGE_DIR.parent
@@ -70,7 +71,7 @@ def versions() -> dict[str, str]:
 def training_sources() -> list[Path]:
     """:return: the files whose content decides a run's numbers: :data:`TRAINING_MODULES` and the agents'
     hyperparameter files"""
-    from rlnorm.agents import _REPO_AGENTS_DIR
+    from rlnorm.study.agents import _REPO_AGENTS_DIR
 
     return [_PACKAGE_DIR / f"{name}.py" for name in TRAINING_MODULES] + sorted(_REPO_AGENTS_DIR.glob("*.yaml"))
 

@@ -18,7 +18,7 @@ only say what those accept, plus three spellings for what a YAML scalar cannot e
 
 - ``activation_fn: relu`` (a name from :data:`ACTIVATIONS`) becomes ``torch.nn.ReLU``; likewise
   ``optimizer_class: RMSprop`` (Adam, AdamW, RMSprop, SGD from ``torch.optim``) and
-  ``features_extractor_class: MinAtarCNN`` (:data:`rlnorm.extractors.FEATURES_EXTRACTORS`);
+  ``features_extractor_class: MinAtarCNN`` (:data:`rlnorm.core.extractors.FEATURES_EXTRACTORS`);
 - ``{linear: x}`` in a schedule argument (``learning_rate``, ``clip_range``...) becomes
   :class:`LinearSchedule` ``(x)``, SB3's linear schedule from ``x`` at the start of training to 0;
 - ``action_noise: {type: normal|ornstein_uhlenbeck, sigma: s}`` becomes an :class:`ActionNoiseSpec`,
@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rlnorm.algorithms import ALGORITHMS
-from rlnorm.checks import did_you_mean
+from rlnorm.study.algorithms import ALGORITHMS
+from rlnorm.study.checks import did_you_mean
 
 if TYPE_CHECKING:
     from gymnasium import spaces
@@ -69,7 +69,7 @@ ENTRY_KEYS = ("n_timesteps", "n_envs", "normalize", "policy_kwargs", "hyperparam
 _REQUIRED_KEYS = ("n_timesteps", "n_envs")
 
 # An installed (non-editable) rlnorm has no repository around it, so this folder exists only in a checkout.
-_REPO_AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
+_REPO_AGENTS_DIR = Path(__file__).resolve().parents[2] / "agents"
 
 # Constructor arguments the runner sets for every run, whatever the agent.
 _RUNNER_OWNED = frozenset(
@@ -356,7 +356,7 @@ def _optimizers() -> dict[str, type]:
 
 
 def _features_extractors() -> dict[str, type]:
-    from rlnorm.extractors import FEATURES_EXTRACTORS
+    from rlnorm.core.extractors import FEATURES_EXTRACTORS
 
     return FEATURES_EXTRACTORS
 

@@ -45,12 +45,12 @@ class Algorithm:
 
 _EVERY_SPACE = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm("stable_baselines3:PPO", "rlnorm.policies:NormActorCriticPolicy", _EVERY_SPACE),
-    "a2c": Algorithm("stable_baselines3:A2C", "rlnorm.policies:NormActorCriticPolicy", _EVERY_SPACE),
+    "ppo": Algorithm("stable_baselines3:PPO", "rlnorm.core.policies:NormActorCriticPolicy", _EVERY_SPACE),
+    "a2c": Algorithm("stable_baselines3:A2C", "rlnorm.core.policies:NormActorCriticPolicy", _EVERY_SPACE),
     # DQN has a single Q-network.
-    "dqn": Algorithm("stable_baselines3:DQN", "rlnorm.policies:NormDQNPolicy", ("Discrete",), norm_in=("both",)),
-    "sac": Algorithm("stable_baselines3:SAC", "rlnorm.policies:NormSACPolicy", ("Box",)),
-    "td3": Algorithm("stable_baselines3:TD3", "rlnorm.policies:NormTD3Policy", ("Box",)),
+    "dqn": Algorithm("stable_baselines3:DQN", "rlnorm.core.policies:NormDQNPolicy", ("Discrete",), norm_in=("both",)),
+    "sac": Algorithm("stable_baselines3:SAC", "rlnorm.core.policies:NormSACPolicy", ("Box",)),
+    "td3": Algorithm("stable_baselines3:TD3", "rlnorm.core.policies:NormTD3Policy", ("Box",)),
     # sb3-contrib's CrossQ with its default Batch Renorm critic: the published off-policy use of batch
     # statistics (SAC with Batch Renorm and no target network), a reference cell beside SAC.
     "crossq": Algorithm("sb3_contrib:CrossQ", None, ("Box",), norm_in=("both",), beside="sac"),

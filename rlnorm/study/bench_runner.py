@@ -1,6 +1,6 @@
 """Benchmark of the study runner: overhead over bare SB3, speed-up of 2 workers over 1, memory per worker.
 
-    python -m rlnorm.bench_runner [--runs 16] [--timesteps N] [--repeats 2] [--config configs/quick.yaml]
+    python -m rlnorm.study.bench_runner [--runs 16] [--timesteps N] [--repeats 2] [--config configs/quick.yaml]
 
 The runs are equal: the config's first task (PPO CartPole-v1 for quick.yaml) with norm none, its budget
 (or ``--timesteps``) and its evaluation settings, one seed each. The default of 16 runs is what each of
@@ -8,12 +8,12 @@ quick.yaml's 2 workers does (30 runs), so a worker's start is spread over as man
 Measured on the same runs:
 
 - the runner's overhead per run, paired: in one fresh process prepared as a worker is, each run is done
-  bare (build the model and ``model.learn``: no evaluation, no files) and by :func:`rlnorm.run.run_one`
+  bare (build the model and ``model.learn``: no evaluation, no files) and by :func:`rlnorm.study.run.run_one`
   (evaluation, probe, files), back to back, in alternating order; the median over runs of the ratio.
   Pairs, because this virtual machine's speed drifts by 10-20 % over minutes: two blocks of the same 16
   runs, one bare and one through the runner, differed by more than the overhead being measured;
 - a worker's start (spawn, imports): the 1-worker runner's time less the time spent inside its runs;
-- the runner with 1 and 2 workers: :func:`rlnorm.executors.run_local` over ``run_one``, as a study runs
+- the runner with 1 and 2 workers: :func:`rlnorm.study.executors.run_local` over ``run_one``, as a study runs
   them, each the best of ``--repeats`` (other load only ever slows a measurement down);
 - the machine: two processes of pure Python against one, which is the most 2 workers can gain here (a
   virtual machine's 2 cores may not be 2 free cores).
@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rlnorm.agents import load_agent
-from rlnorm.config import RunSpec, load_study, single_run
-from rlnorm.executors import run_local
-from rlnorm.run import build_model, make_env, prepare_process, run_one
+from rlnorm.study.agents import load_agent
+from rlnorm.study.config import RunSpec, load_study, single_run
+from rlnorm.study.executors import run_local
+from rlnorm.study.run import build_model, make_env, prepare_process, run_one
 
 # Relative to the working directory, not to this file: an installed package has no configs/ beside it.
 QUICK = Path("configs") / "quick.yaml"
@@ -186,7 +186,7 @@ def measure(specs: list[RunSpec], repeats: int) -> RunnerBench:
 
 
 def render(bench: RunnerBench, specs: list[RunSpec], repeats: int) -> str:
-    """:return: the measurements as the lines ``python -m rlnorm.bench_runner`` prints"""
+    """:return: the measurements as the lines ``python -m rlnorm.study.bench_runner`` prints"""
     spec, paired = specs[0], bench.paired
     evaluation = paired.evaluation / paired.bare
     rest = (paired.runner - paired.evaluation) / paired.bare - 1
@@ -217,7 +217,7 @@ def render(bench: RunnerBench, specs: list[RunSpec], repeats: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rlnorm.bench_runner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rlnorm.study.bench_runner", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=16, help="number of equal runs (default: 16)")
     parser.add_argument("--timesteps", type=int, help="steps per run (default: the config's budget)")
     parser.add_argument("--repeats", type=int, default=2, help="repeats of each worker count, best kept (default: 2)")

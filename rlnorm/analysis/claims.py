@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rlnorm.checks import ConfigError, check_keys, check_unique, did_you_mean, number, string
+from rlnorm.study.checks import ConfigError, check_keys, check_unique, did_you_mean, number, string
 
 QUANTITIES = {
     "final return": "the mean of the last evaluations of a run (docs/method.md#metrics)",

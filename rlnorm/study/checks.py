@@ -1,5 +1,6 @@
-"""Checks of config values shared by the study config (:mod:`rlnorm.config`) and the claims (:mod:`rlnorm.claims`):
-each raises :class:`ConfigError` with one line naming the bad value and what is allowed. Torch-free."""
+"""Checks of config values shared by the study config (:mod:`rlnorm.study.config`) and the claims
+(:mod:`rlnorm.analysis.claims`): each raises :class:`ConfigError` with one line naming the bad value and what
+is allowed. Torch-free."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from rlnorm import stats as st
-from rlnorm.claims import Scores
-from rlnorm.envs import make_env
+from rlnorm.analysis import stats as st
+from rlnorm.analysis.claims import Scores
+from rlnorm.core.envs import make_env
 
 RANDOM_RETURNS = "random_returns.json"
 """Cache of the random policy's returns, in a results directory: env id -> {mean, episodes, seed, gymnasium}."""

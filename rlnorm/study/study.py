@@ -2,7 +2,7 @@
 
 The output directory holds::
 
-    <algo>/<env>/<variant>/seed-<seed>/   one directory per run (:mod:`rlnorm.run` lists its files)
+    <algo>/<env>/<variant>/seed-<seed>/   one directory per run (:mod:`rlnorm.study.run` lists its files)
     study.json                            the study config last run in it
     .lock                                 locked while a study process works in it
 
@@ -13,7 +13,7 @@ gives the same results as one never interrupted, each run done exactly once.
 
 A study is made by one version of the training code: resuming with code whose training path differs
 from the one that made the finished runs (``code.source_hash`` in their ``done.json``,
-:func:`rlnorm.provenance.code_revision`) is refused, since the study would mix two codes silently. Resume
+:func:`rlnorm.study.provenance.code_revision`) is refused, since the study would mix two codes silently. Resume
 with the code that made them (``git worktree add <dir> <their commit>``), or allow it explicitly.
 """
 
@@ -34,11 +34,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rlnorm.config import RunSpec, StudyConfig
-from rlnorm.executors import check_executor, run_jobs
-from rlnorm.provenance import code_revision
-from rlnorm.records import write_json
-from rlnorm.run import run_one
+from rlnorm.study.config import RunSpec, StudyConfig
+from rlnorm.study.executors import check_executor, run_jobs
+from rlnorm.study.provenance import code_revision
+from rlnorm.study.records import write_json
+from rlnorm.study.run import run_one
 
 
 class StudyError(Exception):

@@ -1,7 +1,7 @@
 """Read a results directory into tidy tables: one record per run, one aggregate per (algo, env, variant).
 
-A results directory is what :func:`rlnorm.study.run_study` writes: ``<algo>/<env>/<variant>/seed-<seed>/``
-run directories (their files are listed in :mod:`rlnorm.run`), and ``study.json``. Each run is read
+A results directory is what :func:`rlnorm.study.study.run_study` writes: ``<algo>/<env>/<variant>/seed-<seed>/``
+run directories (their files are listed in :mod:`rlnorm.study.run`), and ``study.json``. Each run is read
 whatever state it is in: ``done`` (``done.json``), ``failed`` (``failed.json``) or ``running`` (neither: still
 going, or interrupted), with the evaluations it got to. Only finished runs enter the aggregates and the
 comparisons: a failed or unfinished run's curve stops early, and its "final" return would be another
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from rlnorm import metrics
-from rlnorm import stats as st
-from rlnorm.records import NORM_MODES, OUTPUT_LAYER
+from rlnorm.analysis import metrics
+from rlnorm.analysis import stats as st
+from rlnorm.study.records import NORM_MODES, OUTPUT_LAYER
 
 NORMALIZED_LAYERS = "layers"
 """Every normalized layer of a network, for :meth:`Run.probe_mean`."""
@@ -546,7 +546,7 @@ def run_metrics(steps: np.ndarray, episodes: np.ndarray) -> RunMetrics:
 
 
 def _defined_drift(value: float) -> float:
-    # Records written before rlnorm.probe.statistics_drift returned nan for all-zero statistics hold
+    # Records written before rlnorm.core.probe.statistics_drift returned nan for all-zero statistics hold
     # ‖Δ‖/1e-12 there (>= 1e9 for any visible change): undefined, like the nan written now.
     return math.nan if value >= UNDEFINED_DRIFT else value
 

@@ -2,7 +2,7 @@
 
 Every figure has one panel per (algo, env) and one colour per variant, the same in all figures
 (:func:`variant_colors`): each norm has its colour, and the variants of one norm (its modes, its
-options) are shades of it. Aggregates use the finished runs only (:mod:`rlnorm.results` says why);
+options) are shades of it. Aggregates use the finished runs only (:mod:`rlnorm.analysis.results` says why);
 failed and unfinished runs appear in the learning curves as thin lines, a failure ending in a cross.
 """
 
@@ -25,10 +25,9 @@ from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from rlnorm import stats as st  # noqa: E402
-from rlnorm.analysis import Analysis  # noqa: E402
-from rlnorm.claims import Trend  # noqa: E402
-from rlnorm.results import (  # noqa: E402
+from rlnorm.analysis import stats as st  # noqa: E402
+from rlnorm.analysis.claims import Trend  # noqa: E402
+from rlnorm.analysis.results import (  # noqa: E402
     BENCH_REFERENCE,
     CNN_BENCH_REFERENCE,
     DEFAULT_NORM_MODE,
@@ -43,6 +42,7 @@ from rlnorm.results import (  # noqa: E402
     Series,
     learning_curve,
 )
+from rlnorm.analysis.verdicts import Analysis  # noqa: E402
 
 WIDTH_IN = 7.0
 """A two-column paper's text width."""

@@ -2,7 +2,7 @@
 
 The rules (docs/method.md#verdicts):
 
-- A claim (:mod:`rlnorm.claims`) is tested per task and over its tasks pooled (stratified by task). Each
+- A claim (:mod:`rlnorm.analysis.claims`) is tested per task and over its tasks pooled (stratified by task). Each
   (claim, scope) is **one** entry of the primary Holm family: a claim of one part its p-value, an ``all_of``
   claim the largest of its parts' (intersection-union: every part must hold), an ``any_of`` claim k times the
   smallest (Bonferroni over its k parts). A part's adjusted p-value is the one it gets in its claim's place.
@@ -19,7 +19,7 @@ The rules (docs/method.md#verdicts):
 - Secondary comparisons, with their own Holm family: every step of the mechanism ladders and the reference
   cells (CrossQ against SAC).
 
-Rendering (Markdown, HTML, CSV) is :mod:`rlnorm.report`'s.
+Rendering (Markdown, HTML, CSV) is :mod:`rlnorm.analysis.report`'s.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from typing import Literal
 import numpy as np
 from scipy import stats as sps
 
-from rlnorm import metrics
-from rlnorm import stats as st
-from rlnorm.algorithms import ALGORITHMS
-from rlnorm.claims import Claim, Pairwise, Part, Trend
-from rlnorm.results import NORM_MODES, NORMALIZED_LAYERS, Group, Results, Run
-from rlnorm.scales import TaskScale
+from rlnorm.analysis import metrics
+from rlnorm.analysis import stats as st
+from rlnorm.analysis.claims import Claim, Pairwise, Part, Trend
+from rlnorm.analysis.results import NORM_MODES, NORMALIZED_LAYERS, Group, Results, Run
+from rlnorm.analysis.scales import TaskScale
+from rlnorm.study.algorithms import ALGORITHMS
 
 ALPHA = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = "supported", "contradicted", "inconclusive", "not measured"
@@ -658,7 +658,7 @@ def undirected_test(results: Results, task: Task, x: str, y: str, quantity: str,
     :param task: the task
     :param x: variant X
     :param y: variant Y
-    :param quantity: a key of :data:`rlnorm.claims.QUANTITIES`
+    :param quantity: a key of :data:`rlnorm.analysis.claims.QUANTITIES`
     :param scales: each task's score scale
     :param rng: seed of the bootstrap intervals
     :param name: what the comparison belongs to
@@ -784,7 +784,7 @@ def analyze(results: Results, claims: tuple[Claim, ...], scales: dict[Task, Task
 
     :param results: the results
     :param claims: the claims to test
-    :param scales: each task's score scale (:func:`rlnorm.scales.task_scales`)
+    :param scales: each task's score scale (:func:`rlnorm.analysis.scales.task_scales`)
     :param seed: seed of the bootstrap intervals (verdicts do not depend on it)
     :return: the analysis
     """

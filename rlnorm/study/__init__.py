@@ -1,0 +1,2 @@
+"""Running studies: configs and agents files, one run, the study runner and its executors, the on-disk record,
+provenance, and the benchmarks."""
