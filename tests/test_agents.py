@@ -185,9 +185,9 @@ BASE = {"n_timesteps": 1000, "n_envs": 1}
     [
         ({**BASE, "n_step": 3}, "unknown key 'n_step' (did you mean 'n_timesteps'?); allowed: n_timesteps, n_envs"),
         ({"n_timesteps": 1000}, "missing n_envs (required: n_timesteps, n_envs)"),
-        ({**BASE, "n_timesteps": 0}, "n_timesteps = 0; allowed: a positive integer"),
-        ({**BASE, "n_envs": 1.5}, "n_envs = 1.5; allowed: a positive integer"),
-        ({**BASE, "n_timesteps": True}, "n_timesteps = True; allowed: a positive integer"),
+        ({**BASE, "n_timesteps": 0}, "n_timesteps: 0 is not a positive integer"),
+        ({**BASE, "n_envs": 1.5}, "n_envs: 1.5 is not a positive integer"),
+        ({**BASE, "n_timesteps": True}, "n_timesteps: True is not a positive integer"),
         ({**BASE, "hyperparams": {"learning_rat": 0.1}}, "unknown key 'learning_rat' (did you mean 'learning_rate'?)"),
         ({**BASE, "hyperparams": {"noise_type": "normal"}}, "unknown key 'noise_type' (write action_noise:"),
         ({**BASE, "hyperparams": {"seed": 1}}, "unknown key 'seed' (the runner sets it for each run)"),

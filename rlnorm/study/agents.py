@@ -34,7 +34,7 @@ import copy
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from rlnorm.study.algorithms import ALGORITHMS
-from rlnorm.study.checks import did_you_mean
+from rlnorm.study.checks import check_keys, did_you_mean, positive_int
 
 if TYPE_CHECKING:
     from gymnasium import spaces
@@ -286,7 +286,7 @@ def _resolve_entry(algo: str, env_id: str, entry: Any, where: str) -> AgentSpec:
         raise ValueError(
             f"{where}: the entry is {entry!r}; allowed: a mapping with keys {', '.join(ENTRY_KEYS)}"
         )
-    _check_keys(entry, ENTRY_KEYS, where)
+    check_keys(entry, ENTRY_KEYS, where, hints=_KEY_HINTS)
     missing = [key for key in _REQUIRED_KEYS if key not in entry]
     if missing:
         raise ValueError(f"{where}: missing {', '.join(missing)} (required: {', '.join(_REQUIRED_KEYS)})")
@@ -295,19 +295,13 @@ def _resolve_entry(algo: str, env_id: str, entry: Any, where: str) -> AgentSpec:
     return AgentSpec(
         algo=algo,
         env_id=env_id,
-        n_timesteps=_positive_int(entry["n_timesteps"], f"{where}: n_timesteps"),
-        n_envs=_positive_int(entry["n_envs"], f"{where}: n_envs"),
+        n_timesteps=positive_int(entry["n_timesteps"], f"{where}: n_timesteps"),
+        n_envs=positive_int(entry["n_envs"], f"{where}: n_envs"),
         normalize=_resolve_normalize(entry.get("normalize", False), where),
         policy_kwargs=_resolve_policy_kwargs(entry.get("policy_kwargs", {}), algo_class, where),
         algo_kwargs=algo_kwargs,
         action_noise=action_noise,
     )
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} = {value!r}; allowed: a positive integer")
-    return value
 
 
 def _resolve_normalize(value: Any, where: str) -> bool | dict[str, Any]:
@@ -321,7 +315,7 @@ def _resolve_normalize(value: Any, where: str) -> bool | dict[str, Any]:
     from stable_baselines3.common.vec_env import VecNormalize
 
     parameters = _parameters(VecNormalize.__init__, _SET_BY_ENV)
-    _check_keys(value, parameters, f"{where}: normalize")
+    check_keys(value, parameters, f"{where}: normalize", hints=_KEY_HINTS)
     for key, item in value.items():
         _check_type(item, parameters[key].annotation, f"{where}: normalize.{key}")
     # An empty mapping means VecNormalize with its defaults; True says so without being falsy.
@@ -336,7 +330,7 @@ def _resolve_policy_kwargs(value: Any, algo_class: type[BaseAlgorithm], where: s
         )
     policy_class = algo_class.policy_aliases["MlpPolicy"]
     parameters = _parameters(policy_class.__init__, _SET_BY_ALGORITHM)
-    _check_keys(value, parameters, f"{where}: policy_kwargs")
+    check_keys(value, parameters, f"{where}: policy_kwargs", hints=_KEY_HINTS)
     resolved = {}
     for key, item in value.items():
         name = f"{where}: policy_kwargs.{key}"
@@ -391,7 +385,7 @@ def _resolve_hyperparams(
     if not isinstance(value, dict):
         raise ValueError(f"{where}: hyperparams = {value!r} has the wrong type; allowed: a mapping")
     parameters = _parameters(algo_class.__init__, _RUNNER_OWNED)
-    _check_keys(value, parameters, f"{where}: hyperparams")
+    check_keys(value, parameters, f"{where}: hyperparams", hints=_KEY_HINTS)
     resolved = {}
     action_noise = None
     for key, item in value.items():
@@ -435,14 +429,6 @@ def _parameters(function: Callable, excluded: frozenset[str]) -> dict[str, inspe
         for name, parameter in inspect.signature(function).parameters.items()
         if name not in excluded and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     }
-
-
-def _check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    allowed = list(allowed)
-    for key in mapping:
-        if key not in allowed:
-            hint = f" ({_KEY_HINTS[key]})" if key in _KEY_HINTS else did_you_mean(str(key), allowed)
-            raise ValueError(f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(allowed)}")
 
 
 def _union_args(annotation: Any) -> tuple[Any, ...]:

@@ -63,7 +63,7 @@ from rlnorm.core.norms import available_norms, validate_norm
 from rlnorm.core.policies import validate_norm_mode
 from rlnorm.study.agents import available_agents, load_agent
 from rlnorm.study.algorithms import ALGORITHMS, NORM_IN
-from rlnorm.study.checks import ConfigError, check_keys, check_unique, did_you_mean, string
+from rlnorm.study.checks import ConfigError, check_keys, check_unique, did_you_mean, integer, positive_int, string
 from rlnorm.study.executors import EXECUTORS
 from rlnorm.study.records import PROBE_DRAWS, PROBE_STATES, env_directory
 
@@ -294,7 +294,7 @@ def _parse_study(raw: Any, default_name: str) -> StudyConfig:
         raise ConfigError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
     workers = raw.get("workers")
     if workers is not None:
-        workers = _positive_int(workers, "workers")
+        workers = positive_int(workers, "workers")
     tensorboard = _boolean(raw.get("tensorboard", False), "tensorboard")
     if tensorboard:
         _check_tensorboard_installed()
@@ -515,7 +515,7 @@ def _parse_seeds(raw: Any, where: str) -> list[int]:
         seeds = [_non_negative_int(seed, where) for seed in raw]
         check_unique(seeds, where)
         return seeds
-    count = _int(raw, where, "a positive count or a list of seeds")
+    count = integer(raw, where, "a positive count or a list of seeds")
     if count < 1:
         raise ConfigError(f"{where}: {count} means no runs; give a positive count (seeds 0..n-1) or a list of seeds")
     return list(range(count))
@@ -528,7 +528,7 @@ def _parse_budget(raw: Any, where: str) -> tuple[int | None, float | None]:
             f"{where}: give exactly one of timesteps (steps per run) or scale (times the agent's zoo budget)"
         )
     if "timesteps" in raw:
-        return _positive_int(raw["timesteps"], f"{where}.timesteps"), None
+        return positive_int(raw["timesteps"], f"{where}.timesteps"), None
     scale = raw["scale"]
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
         raise ConfigError(f"{where}.scale: {scale!r} is not a positive number (times the agent's zoo budget)")
@@ -538,21 +538,21 @@ def _parse_budget(raw: Any, where: str) -> tuple[int | None, float | None]:
 def _parse_eval(raw: Any, defaults: EvalSettings, where: str) -> EvalSettings:
     check_keys(raw, EVAL_KEYS, where)
     return EvalSettings(
-        every=_positive_int(raw.get("every", defaults.every), f"{where}.every"),
-        episodes=_positive_int(raw.get("episodes", defaults.episodes), f"{where}.episodes"),
+        every=positive_int(raw.get("every", defaults.every), f"{where}.every"),
+        episodes=positive_int(raw.get("episodes", defaults.episodes), f"{where}.episodes"),
         deterministic=_boolean(raw.get("deterministic", defaults.deterministic), f"{where}.deterministic"),
     )
 
 
 def _parse_probe(raw: Any, defaults: ProbeSettings, where: str) -> ProbeSettings:
     check_keys(raw, PROBE_KEYS, where)
-    draws = _positive_int(raw.get("draws", defaults.draws), f"{where}.draws")
+    draws = positive_int(raw.get("draws", defaults.draws), f"{where}.draws")
     if draws < 2:
         raise ConfigError(f"{where}.draws: {draws} minibatch cannot show a spread; give at least 2")
     return ProbeSettings(
         enabled=_boolean(raw.get("enabled", defaults.enabled), f"{where}.enabled"),
-        every=_positive_int(raw.get("every", defaults.every), f"{where}.every"),
-        states=_positive_int(raw.get("states", defaults.states), f"{where}.states"),
+        every=positive_int(raw.get("every", defaults.every), f"{where}.every"),
+        states=positive_int(raw.get("states", defaults.states), f"{where}.states"),
         draws=draws,
     )
 
@@ -564,22 +564,8 @@ def _check_tensorboard_installed() -> None:
         raise ConfigError("tensorboard: true needs the tensorboard package (pip install tensorboard)") from None
 
 
-def _int(value: Any, where: str, expected: str) -> int:
-    # YAML `true` is a Python bool, which is an int: reject it.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: {value!r} is not {expected}")
-    return value
-
-
-def _positive_int(value: Any, where: str) -> int:
-    number = _int(value, where, "a positive integer")
-    if number < 1:
-        raise ConfigError(f"{where}: {number} is not a positive integer")
-    return number
-
-
 def _non_negative_int(value: Any, where: str) -> int:
-    number = _int(value, where, "a non-negative integer")
+    number = integer(value, where, "a non-negative integer")
     if number < 0:
         raise ConfigError(f"{where}: {number} is not a non-negative integer")
     return number
