@@ -8,7 +8,7 @@ from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureCNN
 from torch import nn
 
-from rlnorm.core.norms import NormalizedLayer
+from rlnorm.core.norms import NormalizedLayer, normalize_mlp
 from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy, NormSACPolicy, NormTD3Policy
 
 CNN = {"features_extractor_class": NatureCNN}
@@ -98,3 +98,12 @@ def test_an_extractor_without_a_place_for_the_norm_names_its_layer():
         PPO(NormActorCriticPolicy, image_env(), policy_kwargs={"features_extractor_class": LooseLayers, "norm": "bn"})
     PPO(NormActorCriticPolicy, image_env(),
         policy_kwargs={"features_extractor_class": LooseLayers, "norm": "bn", "norm_features": False})
+
+
+@pytest.mark.parametrize("norm", ["bn", "mobn", "wn+mobn"])
+def test_an_image_batch_of_one_in_train_mode_is_the_mlps_clear_error(norm):
+    convolutions = nn.Sequential(nn.Conv2d(1, 4, kernel_size=3), nn.ReLU())
+    normalize_mlp(convolutions, norm, has_output_layer=False)
+    with pytest.raises(ValueError, match="a batch of 1 sample has none. Use batches of at least 2 samples"):
+        convolutions.train()(torch.zeros(1, 1, 6, 6))
+    assert convolutions.eval()(torch.zeros(1, 1, 6, 6)).shape == (1, 4, 4, 4)  # running statistics: fine
