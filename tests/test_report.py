@@ -78,6 +78,18 @@ def test_report_writes_the_per_run_summary_as_plain_numbers(tmp_path):
     assert done["hardware"] == "Test CPU, 2 cores, 24 GiB"
     running = rows["ppo/CartPole-v1/bn/seed-1"]
     assert running["status"] == RUNNING and running["final"] == ""  # one evaluation: no final yet
+    assert done["mode_mismatch"] == "" and done["mode_mismatch_max"] == ""  # not logged
+
+
+def test_runs_csv_summarizes_each_runs_mode_mismatch(tmp_path):
+    mismatch = [(100, 0.01, 0.02), (200, 0.03, 0.5), (300, 0.05, 0.1)]
+    write_run(tmp_path / "results", "bn", 0, [10.0, 20.0], mismatch=mismatch)
+    cache_random_returns(tmp_path / "results", **{"CartPole-v1": 20.0})
+    write_report(load_results(tmp_path / "results"), tmp_path / "report")
+    with open(tmp_path / "report" / "runs.csv") as file:
+        (row,) = csv.DictReader(file)
+    assert float(row["mode_mismatch"]) == pytest.approx(0.03)  # mean of the updates' means
+    assert float(row["mode_mismatch_max"]) == pytest.approx(0.5)  # the largest single |r - 1|
 
 
 def test_a_report_of_an_unfinished_study_says_interim_in_its_title(tmp_path):

@@ -629,11 +629,13 @@ def write_comparisons(analysis: Analysis, path: str | Path) -> Path:
 RUN_SUMMARY_COLUMNS = (
     "run", "algo", "env", "variant", "norm", "norm_mode", "norm_kwargs", "norm_in", "seed", "status",
     "ghost_batches", "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap",
-    "probe_relative_noise", "probe_layer_relative_noise", "probe_layer_noise_excess_kurtosis", "wall_time_s",
-    "evaluation_s", "train_time_s", "hardware", "reason",
+    "probe_relative_noise", "probe_layer_relative_noise", "probe_layer_noise_excess_kurtosis", "mode_mismatch",
+    "mode_mismatch_max", "wall_time_s", "evaluation_s", "train_time_s", "hardware", "reason",
 )
 """``probe_*`` are means over probe points and networks, at the outputs or (``probe_layer_*``) over every normalized
-layer; empty where undefined or not applicable (noise where the probe's minibatch was its whole pool)."""
+layer; empty where undefined or not applicable (noise where the probe's minibatch was its whole pool).
+``mode_mismatch`` is the mean over updates of |r - 1| at PPO's first minibatch, ``mode_mismatch_max`` the largest
+single |r - 1| of those minibatches; empty for runs that did not log it (algorithms other than PPO/A2C)."""
 
 
 def write_run_summary(results: Results, path: str | Path) -> Path:
@@ -653,6 +655,9 @@ def write_run_summary(results: Results, path: str | Path) -> Path:
             run.probe_mean("relative_noise"),
             run.probe_mean("relative_noise", NORMALIZED_LAYERS),
             run.probe_mean("noise_excess_kurtosis", NORMALIZED_LAYERS),
+            run.mismatch.values.mean() if run.mismatch is not None and run.mismatch.values.size else math.nan,
+            (run.mismatch_max.values.max()
+             if run.mismatch_max is not None and run.mismatch_max.values.size else math.nan),
             run.wall_time_s,
             run.evaluation_s,
             run.train_time_s,
