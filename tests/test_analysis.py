@@ -8,6 +8,7 @@ import pytest
 from scipy import stats as sps
 from test_results import curve_to, write_bench, write_run, write_study
 
+from rlnorm.analysis import stats
 from rlnorm.analysis.claims import Scores, default_claims, parse_claims, parse_scores
 from rlnorm.analysis.report import verdict_label
 from rlnorm.analysis.results import load_results
@@ -95,7 +96,10 @@ def test_spread_among_successes_is_compared_only_at_overlapping_levels(tmp_path)
     write_study(tmp_path / "wide", {"none": list(400 + TEN), "bn": list(400 + 5 * TEN)})
     claim = verdict(run_analysis(tmp_path / "wide"), VARIANCE)
     spread = claim.parts[1]
-    assert spread.test.test == "mann-whitney exact on |deviation from median|" and spread.verdict == SUPPORTED
+    assert spread.test.test == "brown-forsythe" and spread.verdict == SUPPORTED
+    # Brown-Forsythe's t does not change when both groups' scores are rescaled alike: returns stand for scores.
+    assert spread.test.pvalue == pytest.approx(stats.stratified_brown_forsythe([400 + 5 * TEN], [400 + TEN])[1].pvalue)
+    assert spread.test.alternative_test == "mann-whitney exact on |deviation from median|"
     assert claim.verdict == SUPPORTED and claim.p == pytest.approx(2 * min(p.test.pvalue for p in claim.parts))
     write_study(tmp_path / "apart", {"none": list(300 + TEN), "bn": list(450 + TEN)})
     apart = verdict(run_analysis(tmp_path / "apart"), VARIANCE).parts[1]
@@ -114,9 +118,9 @@ def test_all_of_needs_every_part_and_non_inferiority_reads_the_margin(tmp_path):
     claim = verdict(run_analysis(tmp_path / "gentle"), GENTLER)
     noise, level = claim.parts
     assert noise.verdict == SUPPORTED and level.test.margin == 0.35
-    assert level.test.test == "non-inferiority z on P(X > Y)" and level.verdict == SUPPORTED
+    assert level.test.test == "welch t on P(X > Y) against the margin" and level.verdict == SUPPORTED
     assert claim.verdict == SUPPORTED and claim.p == max(noise.test.pvalue, level.test.pvalue)
-    # Much worse: the interval lies below the margin, so "not worse" is contradicted, and the claim with it.
+    # Much worse: P(X > Y) significantly below the margin, so "not worse" is contradicted, and the claim with it.
     write_probed(tmp_path / "worse", "bn", 400, 0.2)
     write_probed(tmp_path / "worse", "wn+mobn", 100, 0.1)
     claim = verdict(run_analysis(tmp_path / "worse"), GENTLER)
@@ -183,7 +187,9 @@ def test_each_convolutional_update_of_the_bench_is_a_scope_of_its_own(tmp_path):
     assert list(verdicts) == [TASK, "dqn/NatureCNN update x32"]
     assert verdicts[TASK].verdict == SUPPORTED and verdicts["dqn/NatureCNN update x32"].verdict == CONTRADICTED
     (part,) = verdicts["dqn/NatureCNN update x32"].parts
-    assert part.test.effect.value == pytest.approx(np.median((2 + repeats) / (1 + repeats)))
+    logs = np.log((2 + repeats) / (1 + repeats))
+    walsh = [(logs[i] + logs[j]) / 2 for i in range(12) for j in range(i, 12)]
+    assert part.test.effect.value == pytest.approx(np.exp(np.median(walsh)))
 
 
 def test_ladder_steps_and_reference_cells_form_the_secondary_family(tmp_path):

@@ -148,16 +148,40 @@ def test_stratified_probability_of_improvement_averages_tasks():
 
 def test_brown_forsythe_by_hand():
     # deviations from medians: x [1, 0, 1] (mean 2/3), y [2, 0, 8] (mean 10/3), grand mean 2
-    # between SS 3 (4/3)^2 * 2 = 32/3 on 1 df; within SS 2/3 + 104/3 = 106/3 on 4 df; F = 128/106
-    result = stats.brown_forsythe([1.0, 2.0, 3.0], [0.0, 2.0, 10.0])
-    assert result.statistic == pytest.approx(128 / 106)
+    # between SS 3 (4/3)^2 * 2 = 32/3 on 1 df; within SS 2/3 + 104/3 = 106/3 on 4 df; F = t^2 = 128/106
+    effect, result = stats.stratified_brown_forsythe([[1.0, 2.0, 3.0]], [[0.0, 2.0, 10.0]])
+    assert result.statistic == pytest.approx(-np.sqrt(128 / 106)) and effect.value == pytest.approx(2 / 3 - 10 / 3)
     assert result.pvalue == pytest.approx(sps.f.sf(128 / 106, 1, 4))
+    # Stratified: a task's own level drops out, so adding 100 to a second copy leaves t as one task on twice
+    # the runs, with one degree of freedom fewer.
+    _, pooled = stats.stratified_brown_forsythe([[1.0, 2.0, 3.0], [101.0, 102.0, 103.0]],
+                                                [[0.0, 2.0, 10.0], [100.0, 102.0, 110.0]])
+    residual = 2 * 106 / 3 / 9
+    assert pooled.statistic == pytest.approx(-(8 / 3) / np.sqrt(residual * (1 / 6 + 1 / 6)))
 
 
 def test_brown_forsythe_edge_cases():
-    assert stats.brown_forsythe([1.0, 1.0], [5.0, 5.0, 5.0]) == stats.HypothesisTestResult(0.0, 1.0)
-    with pytest.raises(ValueError, match="y has a single value; the Brown-Forsythe test needs at least 2"):
-        stats.brown_forsythe([1.0, 2.0], [3.0])
+    assert stats.stratified_brown_forsythe([[1.0, 1.0]], [[5.0, 5.0, 5.0]])[1] == stats.HypothesisTestResult(0.0, 1.0)
+    with pytest.raises(ValueError, match="at least 2 runs per group, got 2 and 1"):
+        stats.stratified_brown_forsythe([[1.0, 2.0]], [[3.0]])
+
+
+def test_brown_forsythe_has_a_floor_only_for_odd_groups():
+    # 3 vs 3: one group flat, the other's deviations [1, 0, 1] (its median's own 0 stays): t = 2 on 4 df
+    assert stats.smallest_brown_forsythe_pvalue(3, 3) == pytest.approx(2 * sps.t.sf(2.0, 4))
+    rng = np.random.default_rng(0)
+    searched = min(stats.stratified_brown_forsythe([rng.normal(size=3) * s], [rng.normal(size=3)])[1].pvalue
+                   for s in rng.choice([1e-3, 1.0, 1e3], size=3000))
+    assert searched >= stats.smallest_brown_forsythe_pvalue(3, 3) - 1e-12
+    # An even group's deviations can all be equal: against a flat group nothing bounds t
+    assert stats.smallest_brown_forsythe_pvalue(3, 4) == 0.0
+    assert stats.stratified_brown_forsythe([[0.0, 0.0, 0.0]], [[-1.0, -1.0, 1.0, 1.0]])[1].pvalue == 0.0
+
+
+def test_median_deviations_drop_the_one_the_median_fixes():
+    assert stats.median_deviations([1.0, 2.0, 4.0]).tolist() == [1.0, 0.0, 2.0]
+    assert stats.median_deviations([1.0, 2.0, 4.0], drop_structural=True).tolist() == [1.0, 2.0]
+    assert stats.median_deviations([1.0, 2.0, 4.0, 8.0], drop_structural=True).tolist() == [2.0, 1.0, 5.0]
 
 
 def test_mann_whitney_exact():
@@ -192,13 +216,31 @@ def test_mean_difference_test_is_exact_for_one_task_and_normal_when_pooled():
 def test_noninferiority_reads_the_margin_and_stays_finite_at_complete_separation():
     x, y = np.arange(10.0) + 100, np.arange(10.0)
     interval, result = stats.noninferiority_test([x], [y], 0.35)
-    assert interval.value == 1.0 and interval.low > 0.35 and result.pvalue < 1e-3
+    # Complete separation: DeLong's variance is 0, Hanley and McNeil's at the margin holds, t on 18 df.
+    floor = (0.35 * 0.65 + 9 * (0.35 / 1.65 - 0.35**2) + 9 * (2 * 0.35**2 / 1.35 - 0.35**2)) / 100
+    assert result.statistic == pytest.approx(0.65 / np.sqrt(floor))
+    assert result.pvalue == pytest.approx(2 * sps.t.sf(0.65 / np.sqrt(floor), 18))
+    assert result.pvalue == pytest.approx(stats.smallest_noninferiority_pvalue([(10, 10)], 0.35))
+    assert interval.value == 1.0 and interval.low > 0.35
     interval, result = stats.noninferiority_test([y], [x], 0.35)
-    assert interval.high < 0.35 and result.pvalue > 0.999
+    assert interval.high < 0.35 and result.statistic < 0 and result.pvalue < 0.05
     equal = stats.noninferiority_test([x], [x], 0.35)[1]
     assert 0.05 < equal.pvalue < 0.5  # at P = 1/2, ten runs a side do not show P > 0.35
     with pytest.raises(ValueError, match="margin must be in"):
         stats.noninferiority_test([x], [y], 1.5)
+
+
+def test_noninferiority_holds_its_level_at_the_margin_where_a_z_test_on_delong_did_not():
+    # Normal runs with P(X > Y) exactly 0.35, 3 a side: complete separation alone happens in 3.3 % of draws,
+    # which a z test on DeLong's variance (0 there) called p < 1e-9. At the 0.01 level the test must reject
+    # no more often than 1 %.
+    rng = np.random.default_rng(5)
+    shift = np.sqrt(2) * sps.norm.ppf(0.35)
+    draws = [stats.noninferiority_test([rng.normal(shift, size=3)], [rng.normal(size=3)], 0.35)[1]
+             for _ in range(4000)]
+    rejected = np.mean([r.pvalue < 0.02 and r.statistic > 0 for r in draws])
+    assert rejected <= 0.01
+    assert stats.smallest_noninferiority_pvalue([(2, 2)], 0.35) > 0.05  # 2 vs 2 can never show it
 
 
 def test_trend_probability_and_holm_in_place():
@@ -243,6 +285,24 @@ def _enumerated_pvalue(tasks: list[tuple[np.ndarray, np.ndarray]], alternative: 
     if alternative == "less":
         return float(np.mean(means <= observed + 1e-12))
     return float(np.mean(np.abs(means - 0.5) >= abs(observed - 0.5) - 1e-12))
+
+
+def test_stratified_rank_test_of_unequal_sizes_agrees_with_its_normal_limit_and_falls_back_to_it():
+    # Sizes whose common scale is 4 x 90,720: still exact (the shift-and-add convolution over each task's
+    # 2 n_x n_y + 1 values), and with 70+ runs close to the normal limit of the same statistic.
+    generator = np.random.default_rng(1)
+    sizes = [(9, 10), (10, 8), (7, 10), (9, 9)]
+    xs = [generator.normal(0.3, size=n_x) for n_x, _ in sizes]
+    ys = [generator.normal(size=n_y) for _, n_y in sizes]
+    exact = stats.stratified_rank_test(xs, ys)
+    normal = stats._stratified_rank_test_normal(xs, ys, "two-sided")
+    assert exact.exact and not normal.exact and exact.statistic == pytest.approx(normal.statistic)
+    assert 0.01 < exact.pvalue < 0.5 and exact.pvalue == pytest.approx(normal.pvalue, rel=0.1)
+    # Five tasks of sizes up to 10 can need 7.9 million values: then the normal approximation, said so.
+    wide = [(7, 7), (8, 9), (5, 10), (9, 9), (10, 10)]
+    xs = [generator.normal(size=n_x) for n_x, _ in wide]
+    ys = [generator.normal(size=n_y) for _, n_y in wide]
+    assert stats.stratified_rank_test(xs, ys) == stats._stratified_rank_test_normal(xs, ys, "two-sided")
 
 
 @pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
@@ -343,8 +403,19 @@ def test_inter_percentile_range_spans_the_central_ninety_percent():
         stats.inter_percentile_range([1.0, 2.0], coverage=1.0)
 
 
+def test_paired_log_ratio_effect_is_on_the_side_of_the_signed_rank_statistic():
+    # 21 repeats barely faster, 19 much slower: the median ratio (0.99) says faster, the signed ranks say slower.
+    ratios = np.array([0.99] * 21 + list(np.linspace(1.5, 3.0, 19)))
+    result = stats.paired_log_ratio_test(ratios, np.ones(40))
+    assert np.median(ratios) < 1 < result.statistic
+    assert sps.wilcoxon(np.log(ratios), alternative="greater").pvalue < 0.01
+    logs = np.log(ratios)
+    walsh = [(logs[i] + logs[j]) / 2 for i in range(40) for j in range(i, 40)]
+    assert result.statistic == pytest.approx(np.exp(np.median(walsh)))
+
+
 def test_paired_log_ratio_test_reaches_only_two_over_two_to_the_n_with_n_pairs():
     slower = stats.paired_log_ratio_test([1.1, 1.2, 1.05, 1.3, 1.15], [1.0] * 5)
-    assert slower.statistic == pytest.approx(1.15) and slower.pvalue == pytest.approx(2 / 32)
+    assert slower.statistic > 1 and slower.pvalue == pytest.approx(2 / 32)
     twelve = stats.paired_log_ratio_test(np.linspace(1.05, 1.3, 12), np.ones(12), "greater")
     assert twelve.pvalue == pytest.approx(1 / 4096)

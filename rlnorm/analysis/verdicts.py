@@ -9,13 +9,13 @@ The rules (docs/method.md#verdicts):
 - A part is **supported** when its adjusted p-value is below :data:`ALPHA` and the test's statistic lies on
   the claimed side; **contradicted** when significant on the other side; else **inconclusive**. The side is
   the statistic's (P(X > Y) against 1/2, J against its mean), so no verdict depends on a random seed: the
-  bootstrap intervals printed beside them do. Non-inferiority (``not less``) is supported when the one-sided
-  test that P(X > Y) exceeds the margin is significant, contradicted when the interval lies below the margin.
+  bootstrap intervals printed beside them do. Non-inferiority (``not less``) tests P(X > Y) against the margin
+  instead of 1/2: supported when significantly above it, contradicted when significantly below.
 - ``all_of`` is supported when every part is, contradicted when one is; ``any_of`` supported when one part is.
 - Where the sample sizes cannot reach significance after correction whatever the data, the verdict says
   "cannot be significant with n = ...", not "inconclusive". A quantity that cannot vary is "n/a" and enters
   no test. A verdict is "robust" when the alternative test (permutation of means for ranks, Fisher for
-  Barnard, Brown-Forsythe for the rank scale test, a paired t test for Wilcoxon) gives the same one.
+  Barnard, the rank test on the deviations for Brown-Forsythe, a paired t test for Wilcoxon) gives the same one.
 - Secondary comparisons, with their own Holm family: every step of the mechanism ladders and the reference
   cells (CrossQ against SAC).
 
@@ -48,6 +48,8 @@ MIN_SUCCESSES = 3
 Task = tuple[str, str]
 Side = Literal["greater", "less"] | None
 Family = Literal["primary", "secondary"]
+CLAIMED_SIDE = {"not less": "greater", "not greater": "less"}
+"""Where a non-inferiority direction puts P(X > Y) from its margin."""
 
 MECHANISMS = {"a": "minibatch noise", "b": "the mode switch", "c": "chasing statistics"}
 MODE_MECHANISMS = {"sb3": "abc", "consistent": "ac", "frozen": "c", "fixed": ""}
@@ -72,7 +74,8 @@ class Test:
     :param direction: the claimed direction, None for a comparison that tests no claim
     :param margin: the non-inferiority margin on P(X > Y), None otherwise
     :param sizes: per task, the runs (or bench repeats) of each group compared
-    :param effect: P(X > Y) (a trend: P(later > earlier); bench times: median ratio X / Y) with its interval
+    :param effect: P(X > Y) (a trend: P(later > earlier); bench times: Hodges-Lehmann time ratio X / Y) with its
+        interval
     :param effect_name: what ``effect`` is
     :param test: the test's name
     :param pvalue: its p-value (nan when not made)
@@ -325,10 +328,9 @@ def _location_test(claim: str, scope: str, part: Pairwise, quantity_name: str,
     common = dict(claim=claim, scope=scope, x=part.x, y=part.y, quantity=quantity_name, direction=part.direction,
                   margin=part.margin, sizes=sizes, effect_name="P(X > Y)")
     if part.margin is not None:
-        interval, result = st.noninferiority_test(xs, ys, part.margin, "greater" if part.direction == "not less"
-                                                  else "less")
-        return Test(**common, effect=interval, test="non-inferiority z on P(X > Y)", pvalue=result.pvalue,
-                    side=_side(interval.value, part.margin))
+        interval, result = st.noninferiority_test(xs, ys, part.margin)
+        return Test(**common, effect=interval, test="welch t on P(X > Y) against the margin", pvalue=result.pvalue,
+                    side=_side(result.statistic, 0.0), smallest_p=st.smallest_noninferiority_pvalue(sizes, part.margin))
     effect = st.stratified_probability_of_improvement(xs, ys, rng=rng)
     rank = st.stratified_rank_test(xs, ys)
     smallest = st.smallest_rank_test_pvalue(sizes)
@@ -344,30 +346,29 @@ def _location_test(claim: str, scope: str, part: Pairwise, quantity_name: str,
                     alternative_p=float(fisher), alternative_side=side, alternative_test="fisher exact",
                     smallest_p=floor)
     alternative, name = st.mean_difference_test(xs, ys)
-    test = "mann-whitney exact" if scope != ALL_TASKS else "stratified mann-whitney exact"
+    test = ("mann-whitney" if scope != ALL_TASKS else "stratified mann-whitney") + _exactness(rank)
     return Test(**common, effect=effect, test=test, pvalue=rank.pvalue, side=_side(effect.value),
                 alternative_p=alternative.pvalue, alternative_side=_side(alternative.statistic, 0.0),
                 alternative_test=name, smallest_p=smallest)
 
 
-def _spread_test(claim: str, scope: str, part: Pairwise, values: list[tuple[np.ndarray, np.ndarray]],
-                 rng: int) -> Test:
-    """Spread of the successes: exact rank test on the absolute deviations from each group's median."""
-    deviations = [(np.abs(x - np.median(x)), np.abs(y - np.median(y))) for x, y in values]
-    xs, ys = [x for x, _ in deviations], [y for _, y in deviations]
-    effect = st.stratified_probability_of_improvement(xs, ys, rng=rng)
-    rank = st.stratified_rank_test(xs, ys)
-    if scope == ALL_TASKS:
-        alternative, name = st.mean_difference_test(xs, ys)
-        alternative_p, alternative_side = alternative.pvalue, _side(alternative.statistic, 0.0)
-    else:
-        alternative_p, name = st.brown_forsythe(*values[0]).pvalue, "brown-forsythe"
-        alternative_side = _side(float(np.mean(xs[0]) - np.mean(ys[0])), 0.0)
-    return Test(claim, scope, part.x, part.y, part.quantity, part.direction, None,
-                tuple((x.size, y.size) for x, y in values), effect, "P(|dev X| > |dev Y|)",
-                "mann-whitney exact on |deviation from median|", rank.pvalue, _side(effect.value),
-                alternative_p, alternative_side, name, st.smallest_rank_test_pvalue([(x.size, y.size)
-                                                                                       for x, y in values]),
+def _exactness(result: st.HypothesisTestResult) -> str:
+    return " exact" if result.exact else ", normal approximation"
+
+
+def _spread_test(claim: str, scope: str, part: Pairwise, values: list[tuple[np.ndarray, np.ndarray]]) -> Test:
+    """Spread of the successes: Brown-Forsythe (stratified pooled); the exact rank test on the deviations, each
+    group's structural smallest dropped, as the alternative."""
+    xs, ys = [x for x, _ in values], [y for _, y in values]
+    effect, result = st.stratified_brown_forsythe(xs, ys)
+    rank = st.stratified_rank_test([st.median_deviations(x, drop_structural=True) for x in xs],
+                                   [st.median_deviations(y, drop_structural=True) for y in ys])
+    sizes = tuple((x.size, y.size) for x, y in values)
+    return Test(claim, scope, part.x, part.y, part.quantity, part.direction, None, sizes, effect,
+                "mean |dev| X - Y", "brown-forsythe" + (" stratified" if scope == ALL_TASKS else ""),
+                result.pvalue, _side(result.statistic, 0.0), rank.pvalue, _side(rank.statistic, 0.5),
+                "mann-whitney" + _exactness(rank) + " on |deviation from median|",
+                st.smallest_brown_forsythe_pvalue(*sizes[0]) if len(sizes) == 1 else math.nan,
                 tuple(st.Estimate(st.sample_std(v), math.nan, math.nan) for v in values[0]) if len(values) == 1
                 else (), "std of successes' scores")
 
@@ -408,7 +409,7 @@ def _bench_test(claim: str, part: Pairwise, chosen: list[dict], task: Task | Non
     paired_t = sps.ttest_rel(np.log(x), np.log(y)) if np.ptp(ratios) > 0 else None
     return Test(claim, ALL_TASKS if task is None else "/".join(task), part.x, part.y, "training time (bench)",
                 part.direction, None, ((x.size,),), st.Estimate(result.statistic, math.nan, math.nan),
-                "median time ratio X / Y", "wilcoxon signed-rank on log ratio (paired)", result.pvalue,
+                "Hodges-Lehmann time ratio X / Y", "wilcoxon signed-rank on log ratio (paired)", result.pvalue,
                 _side(result.statistic, 1.0), float(paired_t.pvalue) if paired_t else math.nan,
                 _side(float(paired_t.statistic), 0.0) if paired_t else None,
                 "paired t on log ratio", 2 / 2 ** x.size,
@@ -481,7 +482,7 @@ def part_tests(results: Results, claim: Claim, part: Part, scales: dict[Task, Ta
         if isinstance(part, Trend):
             tests.append(_trend_test(claim.name, scope, part, groups_per_task, rng))
         elif part.quantity == "spread among successes":
-            tests.append(_spread_test(claim.name, scope, part, [tuple(v) for v in groups_per_task], rng))
+            tests.append(_spread_test(claim.name, scope, part, [tuple(v) for v in groups_per_task]))
         else:
             pairs = [tuple(v) for v in groups_per_task]
             test = _location_test(claim.name, scope, part, part.quantity, pairs, rng)
@@ -521,14 +522,9 @@ def _part_verdict(test: Test, p_adjusted: float, side: Side) -> str:
         if not p_adjusted < ALPHA or side is None:
             return "no significant difference"
         return "X higher" if side == "greater" else "X lower"
-    if test.margin is not None:
-        if p_adjusted < ALPHA:
-            return SUPPORTED
-        beyond = test.effect.high < test.margin if test.direction == "not less" else test.effect.low > test.margin
-        return CONTRADICTED if beyond else INCONCLUSIVE
     if not p_adjusted < ALPHA or side is None:
         return INCONCLUSIVE
-    return SUPPORTED if side == test.direction else CONTRADICTED
+    return SUPPORTED if side == CLAIMED_SIDE.get(test.direction, test.direction) else CONTRADICTED
 
 
 def _in_slot(combine: str, count: int, pvalue: float) -> float:
