@@ -1,12 +1,15 @@
 """How often rlnorm's spread and non-inferiority tests reject when their null hypothesis is true: the figures
-docs/method.md quotes. Deterministic (seeded); about 5 minutes on one core.
+docs/method.md quotes. Deterministic (seeded); about 10 minutes on one core.
 
     python docs/levels.py
 
-Spread: two groups of equal spread (shifted apart), Brown-Forsythe against the exact rank test on the
-deviations (each group's structural smallest dropped), rejections at the 0.01 level. Non-inferiority: runs
+Spread: two groups of equal spread (shifted apart; "tied": three levels; "capped": half the runs at a cap, as
+CartPole's 500), Brown-Forsythe,
+the exact rank test on the deviations (each group's structural smallest dropped) and the two together (both
+must reject: rlnorm's test), rejections at the 0.01 level. Non-inferiority: runs
 with P(X > Y) exactly at the margin 0.35, the floored Welch t test (its one-sided decision, at the level)
-against a z test on DeLong's variance alone, rejections at the 0.0011 level (0.05 over a 46-test Holm family).
+against a z test on DeLong's variance alone, rejections at the 0.0011 level (0.05 over a 46-test Holm family;
+the floored test cannot reach it at 3 runs a side).
 """
 
 from __future__ import annotations
@@ -22,18 +25,21 @@ MARGIN = 0.35
 
 
 def spread_levels(draws: int, rng: np.random.Generator, level: float = 0.01) -> None:
-    samplers = {"normal": lambda n: rng.normal(size=n), "exponential": lambda n: -rng.exponential(size=n)}
+    samplers = {"normal": lambda n: rng.normal(size=n), "exponential": lambda n: -rng.exponential(size=n),
+                "tied": lambda n: rng.choice([0.8, 0.9, 1.0], size=n, p=[0.15, 0.25, 0.6]),
+                "capped": lambda n: np.minimum(rng.normal(1.0, 0.05, size=n), 1.0)}
     print(f"spread, equal spreads, rejections at {level} / {level}")
     for name, sample in samplers.items():
-        for n in (5, 10):
-            brown, rank = [], []
+        for n in (4, 10):
+            brown, rank, both = [], [], []
             for _ in range(draws):
                 x, y = sample(n), sample(n) + 3.0
                 brown.append(st.stratified_brown_forsythe([x], [y])[1].pvalue < level)
                 rank.append(st.stratified_rank_test([st.median_deviations(x, drop_structural=True)],
                                                     [st.median_deviations(y, drop_structural=True)]).pvalue < level)
+                both.append(st.spread_test([x], [y])[1].pvalue < level)
             print(f"  {name:12s} {n:2d} vs {n:2d}: brown-forsythe {np.mean(brown) / level:.2f}x, "
-                  f"rank test on deviations {np.mean(rank) / level:.2f}x")
+                  f"rank test on deviations {np.mean(rank) / level:.2f}x, both (rlnorm's) {np.mean(both) / level:.2f}x")
 
 
 def delong_z_pvalue(x: np.ndarray, y: np.ndarray) -> float:
@@ -52,7 +58,7 @@ def noninferiority_levels(draws: int, rng: np.random.Generator, level: float = 0
                 "exponential": lambda n: (rng.exponential(size=n) + exponential_shift, rng.exponential(size=n))}
     print(f"non-inferiority at the margin, rejections at {level} / {level}")
     for name, sample in samplers.items():
-        for n in (3, 5, 10):
+        for n in (3, 7, 10, 15):
             floored, delong = [], []
             for _ in range(draws):
                 x, y = sample(n)

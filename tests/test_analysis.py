@@ -96,10 +96,10 @@ def test_spread_among_successes_is_compared_only_at_overlapping_levels(tmp_path)
     write_study(tmp_path / "wide", {"none": list(400 + TEN), "bn": list(400 + 5 * TEN)})
     claim = verdict(run_analysis(tmp_path / "wide"), VARIANCE)
     spread = claim.parts[1]
-    assert spread.test.test == "brown-forsythe" and spread.verdict == SUPPORTED
-    # Brown-Forsythe's t does not change when both groups' scores are rescaled alike: returns stand for scores.
-    assert spread.test.pvalue == pytest.approx(stats.stratified_brown_forsythe([400 + 5 * TEN], [400 + TEN])[1].pvalue)
-    assert spread.test.alternative_test == "mann-whitney exact on |deviation from median|"
+    assert spread.test.test == "brown-forsythe and mann-whitney on |deviation from median|, both"
+    assert spread.verdict == SUPPORTED
+    # Neither test changes when both groups' scores are rescaled alike: returns stand for scores.
+    assert spread.test.pvalue == pytest.approx(stats.spread_test([400 + 5 * TEN], [400 + TEN])[1].pvalue)
     assert claim.verdict == SUPPORTED and claim.p == pytest.approx(2 * min(p.test.pvalue for p in claim.parts))
     write_study(tmp_path / "apart", {"none": list(300 + TEN), "bn": list(450 + TEN)})
     apart = verdict(run_analysis(tmp_path / "apart"), VARIANCE).parts[1]

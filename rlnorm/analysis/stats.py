@@ -339,6 +339,25 @@ def median_deviations(values: ArrayLike, drop_structural: bool = False) -> np.nd
     return np.delete(deviations, np.argmin(deviations)) if drop_structural else deviations
 
 
+def merge_near_ties(values: ArrayLike, rtol: float = 1e-9) -> np.ndarray:
+    """
+    :param values: numbers computed from data, e.g. deviations from a median
+    :param rtol: values closer than this times the largest magnitude are one value
+    :return: the values, each run of near-equal ones (in sorted order) set to its smallest: deviations equal in
+        exact arithmetic (runs placed symmetrically about the median) differ in their last bits once scores
+        are normalized, and a rank test would count them as different
+    """
+    values = as_sample(values)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    gaps = np.diff(ordered) > rtol * float(np.max(np.abs(values)))
+    groups = np.concatenate([[0], np.cumsum(gaps)])
+    firsts = ordered[np.concatenate([[0], np.flatnonzero(gaps) + 1])]
+    merged = np.empty_like(values)
+    merged[order] = firsts[groups]
+    return merged
+
+
 def stratified_brown_forsythe(
     x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike], confidence: float = 0.95
 ) -> tuple[Estimate, HypothesisTestResult]:
@@ -353,7 +372,9 @@ def stratified_brown_forsythe(
     :param y_tasks: per task, one number per run of Y, in the same task order, at least 2
     :param confidence: level of the interval returned
     :return: X's mean absolute deviation minus Y's (within tasks) with its t interval, and the t statistic with
-        its two-sided p-value (p 1 when no run deviates, 0 when the deviations leave no residual spread)
+        its two-sided p-value; when the deviations are constant within each group (tied or capped returns,
+        e.g. [500, 500, 500] against [480, 480, 500, 500]) the fit leaves no error to test against, and the
+        result is t 0, p 1: no evidence this test can weigh
     """
     centred_d, centred_g = [], []
     for x, y in zip(x_tasks, y_tasks, strict=True):
@@ -372,9 +393,7 @@ def stratified_brown_forsythe(
     residual_ss = float(np.sum((d - effect * g) ** 2))
     # Relative to the deviations' own size: centring leaves rounding residue where the fit is exact.
     if residual_ss <= 1e-20 * float(d @ d):
-        exact_fit = HypothesisTestResult(0.0, 1.0) if effect == 0 else HypothesisTestResult(math.copysign(
-            math.inf, effect), 0.0)
-        return Estimate(effect, effect, effect), exact_fit
+        return Estimate(effect, math.nan, math.nan), HypothesisTestResult(0.0, 1.0)
     error = math.sqrt(residual_ss / df / float(g @ g))
     t = effect / error
     half = float(sps.t.ppf(0.5 + confidence / 2, df)) * error
@@ -385,7 +404,7 @@ def smallest_brown_forsythe_pvalue(n_x: int, n_y: int) -> float:
     """
     The smallest p-value the (one-task) Brown-Forsythe test can give with these group sizes: one group with no
     spread, the other's deviations as alike as its median allows. An odd group's include a 0 (its median run),
-    which bounds t; an even group's can all be equal, and then nothing does.
+    which bounds t when both groups are odd; an even group's can be all but equal, and then nothing does.
 
     :param n_x: runs of X, at least 2
     :param n_y: runs of Y, at least 2
@@ -399,6 +418,45 @@ def smallest_brown_forsythe_pvalue(n_x: int, n_y: int) -> float:
         _, result = stratified_brown_forsythe([np.zeros(n_flat)], [np.array([-1.0] * half + [0.0] + [1.0] * half)])
         smallest = min(smallest, result.pvalue)
     return smallest
+
+
+def spread_test(
+    x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike], confidence: float = 0.95
+) -> tuple[Estimate, HypothesisTestResult]:
+    """
+    Do X's runs spread more or less than Y's? Both the (stratified) Brown-Forsythe test and the exact
+    (stratified) rank test on the absolute deviations from each group's median, its structural smallest
+    dropped, must find it, on the same side: the p-value is the larger of the two (1 when their sides differ).
+    Each alone rejects more often than its level somewhere (Brown-Forsythe at 4 runs a side, the rank test on
+    skewed runs at 10; docs/levels.py); together they keep the level of the better one in each case.
+
+    :param x_tasks: per task, one number per run of X, at least 2
+    :param y_tasks: per task, one number per run of Y, in the same task order, at least 2
+    :param confidence: level of the interval returned
+    :return: X's mean absolute deviation minus Y's with its t interval, and Brown-Forsythe's t with the
+        combined p-value
+    """
+    effect, brown = stratified_brown_forsythe(x_tasks, y_tasks, confidence)
+    deviations = [(median_deviations(x, drop_structural=True), median_deviations(y, drop_structural=True))
+                  for x, y in zip(x_tasks, y_tasks, strict=True)]
+    tied = [merge_near_ties(np.concatenate([dx, dy])) for dx, dy in deviations]
+    rank = stratified_rank_test([t[: dx.size] for t, (dx, _) in zip(tied, deviations, strict=True)],
+                                [t[dx.size:] for t, (dx, _) in zip(tied, deviations, strict=True)])
+    same_side = np.sign(brown.statistic) == np.sign(rank.statistic - 0.5) != 0
+    return effect, HypothesisTestResult(brown.statistic, max(brown.pvalue, rank.pvalue) if same_side else 1.0,
+                                        rank.exact)
+
+
+def smallest_spread_pvalue(sizes: Sequence[tuple[int, int]]) -> float:
+    """
+    A lower bound on the smallest p-value :func:`spread_test` can give with these group sizes: its rank test's,
+    on each group less its structural smallest deviation (for one task, also Brown-Forsythe's, when larger).
+
+    :param sizes: per task, (n_x, n_y), each at least 2
+    :return: the bound (1 where a group of 2 leaves a single deviation against the other's)
+    """
+    rank = smallest_rank_test_pvalue([(n_x - 1, n_y - 1) for n_x, n_y in sizes])
+    return max(rank, smallest_brown_forsythe_pvalue(*sizes[0])) if len(sizes) == 1 else rank
 
 
 def holm_adjust(pvalues: ArrayLike) -> np.ndarray:
@@ -483,11 +541,13 @@ def exact_mann_whitney(x: ArrayLike, y: ArrayLike, alternative: Alternative = "t
     :param x: one score per run of the first group
     :param y: one score per run of the second group
     :param alternative: "two-sided", "greater" (x tends higher) or "less"
-    :return: U of x (pairs with x higher, ties 1/2) and its exact p-value
+    :return: U of x (pairs with x higher, ties 1/2) and its exact p-value (past :data:`EXACT_SCALE` values,
+        some 1,450 runs a side, the normal approximation's: ``exact`` says which)
     """
     result = stratified_rank_test([x], [y], alternative)
     # U is a multiple of 1/2: undo the float rounding of the mean probability.
-    return HypothesisTestResult(round(2 * result.statistic * as_sample(x).size * as_sample(y).size) / 2, result.pvalue)
+    u = round(2 * result.statistic * as_sample(x).size * as_sample(y).size) / 2
+    return HypothesisTestResult(u, result.pvalue, result.exact)
 
 
 def stratified_rank_test(
@@ -790,15 +850,16 @@ def noninferiority_test(
     Test of P(X > Y), averaged over tasks, against a non-inferiority margin: the claim "X is not worse than Y by
     more than the margin" (margin 0.35) holds when P(X > Y) is significantly above it, fails when significantly
     below. A Welch t test on DeLong's placement variance per task (the variances of a mean over tasks add),
-    the variance kept at least Hanley and McNeil's at the margin: with DeLong's alone the test rejects up to 60
-    times too often at 2 to 5 runs per group. Two-sided, so that a one-sided decision at 0.05 / 2 is the 95 %
-    interval excluding the margin. Deterministic: a verdict cannot move with a seed.
+    the variance kept at least Hanley and McNeil's at the margin: with DeLong's alone a z test rejects about 30
+    times as often as it should at 3 runs per group (docs/levels.py). Two-sided, so that a one-sided decision
+    at 0.05 / 2 is the 95 % interval excluding the margin. Deterministic: a verdict cannot move with a seed.
 
     :param x_tasks: per task, one score per run of X, at least 2
     :param y_tasks: per task, one score per run of Y, in the same task order, at least 2
     :param margin: the bound on P(X > Y), in (0, 1)
     :param confidence: level of the two-sided interval returned
-    :return: P(X > Y) with its t interval, and the t statistic with its two-sided p-value
+    :return: P(X > Y) with its t interval (on the floored variance: the interval the test inverts, wider than
+        P's own at complete separation), and the t statistic with its two-sided p-value
     """
     if not 0 < margin < 1:
         raise ValueError(f"margin must be in (0, 1), got {margin}")

@@ -9,13 +9,14 @@ The rules (docs/method.md#verdicts):
 - A part is **supported** when its adjusted p-value is below :data:`ALPHA` and the test's statistic lies on
   the claimed side; **contradicted** when significant on the other side; else **inconclusive**. The side is
   the statistic's (P(X > Y) against 1/2, J against its mean), so no verdict depends on a random seed: the
-  bootstrap intervals printed beside them do. Non-inferiority (``not less``) tests P(X > Y) against the margin
-  instead of 1/2: supported when significantly above it, contradicted when significantly below.
+  bootstrap intervals printed beside them do. Non-inferiority tests P(X > Y) against the margin instead of 1/2:
+  supported when significantly on the claimed side of it (above for ``not less``, below for ``not greater``),
+  contradicted when significantly on the other.
 - ``all_of`` is supported when every part is, contradicted when one is; ``any_of`` supported when one part is.
 - Where the sample sizes cannot reach significance after correction whatever the data, the verdict says
   "cannot be significant with n = ...", not "inconclusive". A quantity that cannot vary is "n/a" and enters
   no test. A verdict is "robust" when the alternative test (permutation of means for ranks, Fisher for
-  Barnard, the rank test on the deviations for Brown-Forsythe, a paired t test for Wilcoxon) gives the same one.
+  Barnard, a paired t test for Wilcoxon) gives the same one.
 - Secondary comparisons, with their own Holm family: every step of the mechanism ladders and the reference
   cells (CrossQ against SAC).
 
@@ -357,20 +358,16 @@ def _exactness(result: st.HypothesisTestResult) -> str:
 
 
 def _spread_test(claim: str, scope: str, part: Pairwise, values: list[tuple[np.ndarray, np.ndarray]]) -> Test:
-    """Spread of the successes: Brown-Forsythe (stratified pooled); the exact rank test on the deviations, each
-    group's structural smallest dropped, as the alternative."""
+    """Spread of the successes: Brown-Forsythe and the rank test on the deviations, both (stats.spread_test)."""
     xs, ys = [x for x, _ in values], [y for _, y in values]
-    effect, result = st.stratified_brown_forsythe(xs, ys)
-    rank = st.stratified_rank_test([st.median_deviations(x, drop_structural=True) for x in xs],
-                                   [st.median_deviations(y, drop_structural=True) for y in ys])
+    effect, result = st.spread_test(xs, ys)
     sizes = tuple((x.size, y.size) for x, y in values)
-    return Test(claim, scope, part.x, part.y, part.quantity, part.direction, None, sizes, effect,
-                "mean |dev| X - Y", "brown-forsythe" + (" stratified" if scope == ALL_TASKS else ""),
-                result.pvalue, _side(result.statistic, 0.0), rank.pvalue, _side(rank.statistic, 0.5),
-                "mann-whitney" + _exactness(rank) + " on |deviation from median|",
-                st.smallest_brown_forsythe_pvalue(*sizes[0]) if len(sizes) == 1 else math.nan,
-                tuple(st.Estimate(st.sample_std(v), math.nan, math.nan) for v in values[0]) if len(values) == 1
-                else (), "std of successes' scores")
+    name = (("stratified " if scope == ALL_TASKS else "") + "brown-forsythe and mann-whitney on |deviation from "
+            "median|, both" + ("" if result.exact else ", normal approximation"))
+    stds = tuple(st.Estimate(st.sample_std(v), math.nan, math.nan) for v in values[0]) if len(values) == 1 else ()
+    return Test(claim, scope, part.x, part.y, part.quantity, part.direction, None, sizes, effect, "mean |dev| X - Y",
+                name, result.pvalue, _side(result.statistic, 0.0), smallest_p=st.smallest_spread_pvalue(sizes),
+                summaries=stds, summary_name="std of successes' scores")
 
 
 def _summaries(quantity: str, values: list[tuple[np.ndarray, np.ndarray]], rng: int) -> tuple[tuple, str]:
