@@ -166,15 +166,8 @@ def test_brown_forsythe_edge_cases():
         stats.stratified_brown_forsythe([[1.0, 2.0]], [[3.0]])
 
 
-def test_brown_forsythe_has_a_floor_only_for_odd_groups():
-    # 3 vs 3: one group flat, the other's deviations [1, 0, 1] (its median's own 0 stays): t = 2 on 4 df
-    assert stats.smallest_brown_forsythe_pvalue(3, 3) == pytest.approx(2 * sps.t.sf(2.0, 4))
-    rng = np.random.default_rng(0)
-    searched = min(stats.stratified_brown_forsythe([rng.normal(size=3) * s], [rng.normal(size=3)])[1].pvalue
-                   for s in rng.choice([1e-3, 1.0, 1e3], size=3000))
-    assert searched >= stats.smallest_brown_forsythe_pvalue(3, 3) - 1e-12
+def test_brown_forsythe_on_constant_and_near_constant_deviations():
     # An even group's deviations can be all but equal: against a flat group nothing bounds t ...
-    assert stats.smallest_brown_forsythe_pvalue(3, 4) == 0.0
     assert stats.stratified_brown_forsythe([[0.0, 0.0, 0.0]], [[-1.0, -1.001, 1.0, 1.001]])[1].pvalue < 1e-6
     # ... but exactly equal ones (tied returns) leave no error to test against: no evidence, not p = 0.
     assert stats.stratified_brown_forsythe([[0.0, 0.0, 0.0]], [[-1.0, -1.0, 1.0, 1.0]])[1] == \
@@ -192,8 +185,15 @@ def test_spread_needs_brown_forsythe_and_the_rank_test_on_the_same_side():
     assert stats.stratified_brown_forsythe([x], [y])[1].statistic > 0
     assert stats.exact_mann_whitney(stats.median_deviations(x, True), stats.median_deviations(y, True)).statistic < 18
     assert stats.spread_test([x], [y])[1].pvalue == 1.0
-    # 3 runs a side leave 2 deviations each to rank: 2 / C(4, 2) = 1/3 at best.
+    # 3 runs a side leave 2 deviations each to rank: 2 / C(4, 2) = 1/3 at best, whatever Brown-Forsythe gives
+    # (its own floor there, one group flat and the other's deviations [1, 0, 1], is t = 2 on 4 df).
     assert stats.smallest_spread_pvalue([(3, 3)]) == pytest.approx(1 / 3)
+    _, flat = stats.stratified_brown_forsythe([[0.0, 0.0, 0.0]], [[-1.0, 0.0, 1.0]])
+    assert flat.pvalue == pytest.approx(2 * sps.t.sf(2.0, 4)) and flat.pvalue < 1 / 3
+    rng = np.random.default_rng(0)
+    searched = min(stats.spread_test([rng.normal(size=3) * s], [rng.normal(size=3)])[1].pvalue
+                   for s in rng.choice([1e-3, 1.0, 1e3], size=1000))
+    assert searched >= stats.smallest_spread_pvalue([(3, 3)]) - 1e-12
 
 
 def test_near_ties_from_rounding_are_ties_so_normalizing_does_not_move_the_spread_test():

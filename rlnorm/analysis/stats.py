@@ -400,26 +400,6 @@ def stratified_brown_forsythe(
     return Estimate(effect, effect - half, effect + half), HypothesisTestResult(t, float(2 * sps.t.sf(abs(t), df)))
 
 
-def smallest_brown_forsythe_pvalue(n_x: int, n_y: int) -> float:
-    """
-    The smallest p-value the (one-task) Brown-Forsythe test can give with these group sizes: one group with no
-    spread, the other's deviations as alike as its median allows. An odd group's include a 0 (its median run),
-    which bounds t when both groups are odd; an even group's can be all but equal, and then nothing does.
-
-    :param n_x: runs of X, at least 2
-    :param n_y: runs of Y, at least 2
-    :return: the smallest attainable two-sided p-value (0 when unbounded)
-    """
-    smallest = 1.0
-    for n_flat, n_spread in ((n_x, n_y), (n_y, n_x)):
-        if n_spread % 2 == 0:
-            return 0.0
-        half = (n_spread - 1) // 2
-        _, result = stratified_brown_forsythe([np.zeros(n_flat)], [np.array([-1.0] * half + [0.0] + [1.0] * half)])
-        smallest = min(smallest, result.pvalue)
-    return smallest
-
-
 def spread_test(
     x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike], confidence: float = 0.95
 ) -> tuple[Estimate, HypothesisTestResult]:
@@ -450,13 +430,13 @@ def spread_test(
 def smallest_spread_pvalue(sizes: Sequence[tuple[int, int]]) -> float:
     """
     A lower bound on the smallest p-value :func:`spread_test` can give with these group sizes: its rank test's,
-    on each group less its structural smallest deviation (for one task, also Brown-Forsythe's, when larger).
+    on each group less its structural smallest deviation (Brown-Forsythe's own floor, where both groups are odd,
+    lies below it: 0.116 against 1/3 at 3 runs a side, 0.004 against 0.029 at 5).
 
     :param sizes: per task, (n_x, n_y), each at least 2
     :return: the bound (1 where a group of 2 leaves a single deviation against the other's)
     """
-    rank = smallest_rank_test_pvalue([(n_x - 1, n_y - 1) for n_x, n_y in sizes])
-    return max(rank, smallest_brown_forsythe_pvalue(*sizes[0])) if len(sizes) == 1 else rank
+    return smallest_rank_test_pvalue([(n_x - 1, n_y - 1) for n_x, n_y in sizes])
 
 
 def holm_adjust(pvalues: ArrayLike) -> np.ndarray:
