@@ -265,6 +265,10 @@ def test_the_analysis_figures_show_normalized_scores_and_the_noise_dose(tmp_path
         chain = ax.lines[-1]
         assert list(chain.get_xdata()) == pytest.approx([0.1, 0.2, 0.4])
         assert list(chain.get_ydata()) == pytest.approx([400, 300, 200])
+        # The chain is named once, in the legend; each point by its dose, on a log noise axis.
+        assert [text.get_text() for text in ax.get_legend().get_texts()] == ["bn"]
+        assert [text.get_text() for text in ax.texts] == ["", "g4", "g16"]
+        assert ax.get_xscale() == "log"
         (ax,) = plot_aggregate(analysis, colors).axes
         assert {label.get_text() for label in ax.get_yticklabels()} == {"bn (1)", "bn-g4 (1)", "bn-g16 (1)"}
         (ax,) = plot_performance_profile(analysis, colors).axes

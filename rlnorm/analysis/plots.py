@@ -722,6 +722,7 @@ def plot_dose_response(results: Results, analysis: Analysis, colors: dict[str, s
         return None
     figure, axes = _panels([task for task, _ in panels])
     for ax, (task, here) in zip(axes, panels, strict=False):
+        noise_values: list[float] = []
         for chain in here:
             points = []
             for variant in chain:
@@ -737,9 +738,16 @@ def plot_dose_response(results: Results, analysis: Analysis, colors: dict[str, s
                 xerr = None if math.isnan(spread.low) else [[spread.value - spread.low], [spread.high - spread.value]]
                 yerr = None if math.isnan(level.low) else [[level.value - level.low], [level.high - level.value]]
                 ax.errorbar([spread.value], [level.value], xerr=xerr, yerr=yerr, color=color, marker="o",
-                            markersize=4, capsize=2, lw=1)
-                ax.annotate(variant, (spread.value, level.value), fontsize=5, xytext=(3, 3), textcoords="offset points")
+                            markersize=4, capsize=2, lw=1, label=chain[0] if variant == points[0][2] else None)
+                # The chain is in the legend; a point names only what sets it apart from the chain's first.
+                dose = variant.removeprefix(chain[0]).lstrip("-") if variant != chain[0] else ""
+                ax.annotate(dose, (spread.value, level.value), fontsize=5, xytext=(3, 3), textcoords="offset points")
             if len(points) > 1:
                 ax.plot([p[0].value for p in points], [p[1].value for p in points], color=color, lw=0.8, ls=":")
+            noise_values.extend(p[0].low if not math.isnan(p[0].low) else p[0].value for p in points)
+        # Ghost batches multiply the noise (about root-k fold): a log axis spaces the doses evenly.
+        if noise_values and min(noise_values) > 0:
+            ax.set_xscale("log")
         ax.set(title=_title(task), xlabel="relative probe noise", ylabel="final return")
+        ax.legend(fontsize=6, frameon=False)
     return figure
