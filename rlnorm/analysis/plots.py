@@ -109,7 +109,8 @@ CAPTIONS = {
     "performance_profile": "Performance profile: the fraction of runs whose normalized final return exceeds tau, "
     "averaged over the tasks a variant ran on (rliable's score distribution); higher and further right is better.",
     "dose_response": "Noise dose-response: final return (IQM, 95 % CI) against the measured relative probe noise "
-    "(mean over runs, 95 % CI) of each dose of a trend claim (labels: the variants); one panel per task.",
+    "(mean over runs, 95 % CI, log axis) of each dose of a trend claim, joined in dose order; the legend names "
+    "each chain by its first variant, the labels the others by what their names add; one panel per task.",
     "statistics_drift": "Relative change of the running statistics between evaluation points, mean over runs; "
     "line style per network.",
 }
