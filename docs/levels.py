@@ -1,12 +1,13 @@
 """How often rlnorm's spread and non-inferiority tests reject when their null hypothesis is true: the figures
-docs/method.md quotes. Deterministic (seeded); about 10 minutes on one core.
+docs/method.md quotes. Deterministic (seeded); about 40 minutes on one core (the spread part 30, the
+non-inferiority part 10), or one part alone:
 
-    python docs/levels.py
+    python docs/levels.py [spread] [noninferiority]
 
-Spread: two groups of equal spread (shifted apart; "tied": three levels; "capped": half the runs at a cap, as
-CartPole's 500), Brown-Forsythe,
-the exact rank test on the deviations (each group's structural smallest dropped) and the two together (both
-must reject: rlnorm's test), rejections at the 0.01 level. Non-inferiority: runs
+Spread: two groups of equal spread, shifted apart or from one distribution ("tied": three levels; "capped":
+half the runs at a cap, as CartPole's 500): Brown-Forsythe, the exact rank test on the deviations (each
+group's structural smallest dropped), the permutation test of the mean absolute deviations, and the three
+together (all must reject: rlnorm's test), rejections at the 0.01 level. Non-inferiority: runs
 with P(X > Y) exactly at the margin 0.35, the floored Welch t test (its one-sided decision, at the level)
 against a z test on DeLong's variance alone, rejections at the 0.0011 level (0.05 over a 46-test Holm family;
 the floored test cannot reach it at 3 runs a side).
@@ -15,6 +16,7 @@ the floored test cannot reach it at 3 runs a side).
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from scipy import stats as sps
@@ -25,21 +27,32 @@ MARGIN = 0.35
 
 
 def spread_levels(draws: int, rng: np.random.Generator, level: float = 0.01) -> None:
-    samplers = {"normal": lambda n: rng.normal(size=n), "exponential": lambda n: -rng.exponential(size=n),
-                "tied": lambda n: rng.choice([0.8, 0.9, 1.0], size=n, p=[0.15, 0.25, 0.6]),
-                "capped": lambda n: np.minimum(rng.normal(1.0, 0.05, size=n), 1.0)}
+    def tied(n: int) -> np.ndarray:
+        return rng.choice([0.8, 0.9, 1.0], size=n, p=[0.15, 0.25, 0.6])
+
+    def capped(n: int) -> np.ndarray:
+        return np.minimum(rng.normal(1.0, 0.05, size=n), 1.0)
+
+    pairs = {"normal, apart": lambda n: (rng.normal(size=n), rng.normal(size=n) + 3.0),
+             "exponential, apart": lambda n: (-rng.exponential(size=n), -rng.exponential(size=n) + 3.0),
+             "tied, apart": lambda n: (tied(n), tied(n) + 3.0),
+             "capped, apart": lambda n: (capped(n), capped(n) + 3.0),
+             "tied, alike": lambda n: (tied(n), tied(n)),
+             "capped, alike": lambda n: (capped(n), capped(n))}
     print(f"spread, equal spreads, rejections at {level} / {level}")
-    for name, sample in samplers.items():
+    for name, sample in pairs.items():
         for n in (4, 10):
-            brown, rank, both = [], [], []
+            brown, rank, permutation, together = [], [], [], []
             for _ in range(draws):
-                x, y = sample(n), sample(n) + 3.0
+                x, y = sample(n)
                 brown.append(st.stratified_brown_forsythe([x], [y])[1].pvalue < level)
                 rank.append(st.stratified_rank_test([st.median_deviations(x, drop_structural=True)],
                                                     [st.median_deviations(y, drop_structural=True)]).pvalue < level)
-                both.append(st.spread_test([x], [y])[1].pvalue < level)
-            print(f"  {name:12s} {n:2d} vs {n:2d}: brown-forsythe {np.mean(brown) / level:.2f}x, "
-                  f"rank test on deviations {np.mean(rank) / level:.2f}x, both (rlnorm's) {np.mean(both) / level:.2f}x")
+                permutation.append(st.permutation_spread_test([x], [y]).pvalue < level)
+                together.append(st.spread_test([x], [y])[1].pvalue < level)
+            print(f"  {name:18s} {n:2d} vs {n:2d}: brown-forsythe {np.mean(brown) / level:.2f}x, rank test on "
+                  f"deviations {np.mean(rank) / level:.2f}x, permutation {np.mean(permutation) / level:.2f}x, "
+                  f"all three (rlnorm's) {np.mean(together) / level:.2f}x", flush=True)
 
 
 def delong_z_pvalue(x: np.ndarray, y: np.ndarray) -> float:
@@ -70,6 +83,11 @@ def noninferiority_levels(draws: int, rng: np.random.Generator, level: float = 0
 
 
 if __name__ == "__main__":
-    generator = np.random.default_rng(0)
-    spread_levels(4000, generator)
-    noninferiority_levels(20000, generator)
+    parts = sys.argv[1:] or ["spread", "noninferiority"]
+    if not set(parts) <= {"spread", "noninferiority"}:
+        sys.exit(f"usage: python docs/levels.py [spread] [noninferiority], got {' '.join(parts)}")
+    # A generator per part: each part's figures are the same run alone or after the other.
+    if "spread" in parts:
+        spread_levels(2000, np.random.default_rng(0))
+    if "noninferiority" in parts:
+        noninferiority_levels(20000, np.random.default_rng(1))

@@ -96,7 +96,7 @@ def test_spread_among_successes_is_compared_only_at_overlapping_levels(tmp_path)
     write_study(tmp_path / "wide", {"none": list(400 + TEN), "bn": list(400 + 5 * TEN)})
     claim = verdict(run_analysis(tmp_path / "wide"), VARIANCE)
     spread = claim.parts[1]
-    assert spread.test.test == "brown-forsythe and mann-whitney on |deviation from median|, both"
+    assert spread.test.test == "brown-forsythe, mann-whitney on |deviation from median| and permutation, all three"
     assert spread.verdict == SUPPORTED
     # Neither test changes when both groups' scores are rescaled alike: returns stand for scores.
     assert spread.test.pvalue == pytest.approx(stats.spread_test([400 + 5 * TEN], [400 + TEN])[1].pvalue)

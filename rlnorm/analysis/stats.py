@@ -7,6 +7,7 @@ stratified functions resample runs within each task, as rliable does.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +39,8 @@ class Estimate:
 
 @dataclass(frozen=True)
 class HypothesisTestResult:
-    """The statistic of a test and its p-value (``exact`` False: from a normal approximation)."""
+    """The statistic of a test and its p-value (``exact`` False: from a normal approximation, or from sampled
+    permutations)."""
 
     statistic: float
     pvalue: float
@@ -400,21 +402,107 @@ def stratified_brown_forsythe(
     return Estimate(effect, effect - half, effect + half), HypothesisTestResult(t, float(2 * sps.t.sf(abs(t), df)))
 
 
+EXACT_PERMUTATIONS = 1_000_000
+"""A permutation test counts every split of the runs into the two groups when there are at most this many (10
+against 10 runs on one task: 184,756); above it, the test of means uses its normal approximation (exact first
+two moments) and the spread test draws :data:`PERMUTATION_RESAMPLES` splits."""
+PERMUTATION_RESAMPLES = 100_000
+"""Splits sampled when there are too many to count: the smallest p-value is then 2 / 100,001."""
+
+
+def permutation_count(sizes: Sequence[tuple[int, int]]) -> int:
+    """
+    :param sizes: per task, (n_x, n_y)
+    :return: the number of ways to split each task's runs into groups of these sizes, over all tasks
+    """
+    return math.prod(math.comb(n_x + n_y, n_x) for n_x, n_y in sizes)
+
+
+def _mean_deviation_difference(values: np.ndarray, n_x: int) -> np.ndarray:
+    """Per row of ``values`` (the first ``n_x`` columns X's runs, the rest Y's): X's mean absolute deviation
+    from its median minus Y's."""
+    def mean_deviation(group: np.ndarray) -> np.ndarray:
+        ordered = np.sort(group, axis=-1)  # one sort gives the median: faster than np.median's partitions
+        n = ordered.shape[-1]
+        median = (ordered[..., (n - 1) // 2] + ordered[..., n // 2]) / 2
+        return np.abs(ordered - median[..., None]).mean(axis=-1)
+
+    return mean_deviation(values[..., :n_x]) - mean_deviation(values[..., n_x:])
+
+
+@functools.lru_cache(maxsize=4)
+def _every_split(n: int, n_x: int) -> np.ndarray:
+    """Each way to split n runs into n_x and n - n_x, as a row of indices: the n_x first, then the others."""
+    count = math.comb(n, n_x)
+    chosen = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(n), n_x)), np.int16,
+                         count * n_x).reshape(count, n_x)
+    in_x = np.zeros((count, n), dtype=bool)
+    in_x[np.arange(count)[:, None], chosen] = True
+    return np.argsort(~in_x, axis=1, kind="stable").astype(np.int16)
+
+
+def permutation_spread_test(x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike]) -> HypothesisTestResult:
+    """
+    Permutation test of equal spread: the difference of X's and Y's mean absolute deviations from their own
+    medians (averaged over tasks with Brown-Forsythe's weights ``n_x n_y / (n_x + n_y)``) against its
+    distribution over every split of each task's runs into groups of the same sizes. Exact under the null
+    that X's and Y's runs come from one distribution, ties and caps included (CartPole's 500), where the
+    tests on deviations are not (docs/method.md#statistics). Every split is counted when there are at most
+    :data:`EXACT_PERMUTATIONS`; otherwise :data:`PERMUTATION_RESAMPLES` are drawn from a generator of fixed
+    seed (the same data give the same p-value), and the p-value ``(b + 1) / (N + 1)`` is still valid.
+
+    :param x_tasks: per task, one number per run of X, at least 2
+    :param y_tasks: per task, one number per run of Y, in the same task order, at least 2
+    :return: the observed difference and its two-sided p-value (twice the smaller tail); ``exact`` False when
+        the splits were sampled
+    """
+    tasks = [(as_sample(x, "x"), as_sample(y, "y")) for x, y in zip(x_tasks, y_tasks, strict=True)]
+    if any(min(x.size, y.size) < 2 for x, y in tasks):
+        raise ValueError(f"the permutation spread test needs at least 2 runs per group, got sizes "
+                         f"{[(x.size, y.size) for x, y in tasks]}")
+    weights = np.array([x.size * y.size / (x.size + y.size) for x, y in tasks])
+    weights = weights / weights.sum()
+    pooled = [np.concatenate([x, y]) for x, y in tasks]
+    observed = float(sum(w * _mean_deviation_difference(values, x.size)
+                         for w, values, (x, _) in zip(weights, pooled, tasks, strict=True)))
+    exact = permutation_count([(x.size, y.size) for x, y in tasks]) <= EXACT_PERMUTATIONS
+    if exact:
+        null = np.zeros(1)
+        for w, values, (x, _) in zip(weights, pooled, tasks, strict=True):
+            splits = _every_split(values.size, x.size)
+            null = (null[:, None] + w * _mean_deviation_difference(values[splits], x.size)[None, :]).ravel()
+    else:
+        rng = np.random.default_rng(0)
+        null = np.zeros(PERMUTATION_RESAMPLES)
+        for w, values, (x, _) in zip(weights, pooled, tasks, strict=True):
+            shuffled = rng.permuted(np.broadcast_to(values, (PERMUTATION_RESAMPLES, values.size)), axis=1)
+            null += w * _mean_deviation_difference(shuffled, x.size)
+    # Splits equal to the observed one in exact arithmetic differ from it in their last bits.
+    tolerance = 1e-9 * float(np.max(np.abs(null)))
+    tails = np.array([np.sum(null >= observed - tolerance), np.sum(null <= observed + tolerance)], dtype=float)
+    tails = tails / null.size if exact else (tails + 1) / (null.size + 1)
+    return HypothesisTestResult(observed, float(min(1.0, 2 * tails.min())), exact)
+
+
 def spread_test(
     x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike], confidence: float = 0.95
 ) -> tuple[Estimate, HypothesisTestResult]:
     """
-    Do X's runs spread more or less than Y's? Both the (stratified) Brown-Forsythe test and the exact
-    (stratified) rank test on the absolute deviations from each group's median, its structural smallest
-    dropped, must find it, on the same side: the p-value is the larger of the two (1 when their sides differ).
-    Each alone rejects more often than its level somewhere (Brown-Forsythe at 4 runs a side, the rank test on
-    skewed runs at 10; docs/levels.py); together they keep the level of the better one in each case.
+    Do X's runs spread more or less than Y's? Three tests must all find it, on the same side: the (stratified)
+    Brown-Forsythe test, the exact (stratified) rank test on the absolute deviations from each group's median,
+    its structural smallest dropped, and the permutation test of the mean absolute deviations
+    (:func:`permutation_spread_test`); the p-value is the largest of the three (1 when their sides differ).
+    Each rejects more often than its level somewhere (docs/levels.py): Brown-Forsythe at 4 runs a side, the
+    rank test on skewed runs at 10, both on tied or capped runs, the permutation test on groups of one shape
+    at different levels. Together they keep the level of the best one in each case; the permutation test
+    keeps it exactly where X's and Y's runs come from one distribution.
 
     :param x_tasks: per task, one number per run of X, at least 2
     :param y_tasks: per task, one number per run of Y, in the same task order, at least 2
     :param confidence: level of the interval returned
     :return: X's mean absolute deviation minus Y's with its t interval, and Brown-Forsythe's t with the
-        combined p-value
+        combined p-value; ``exact`` False when the rank test used its normal approximation (whether the
+        permutation test sampled its splits follows from the sizes: :func:`permutation_count`)
     """
     effect, brown = stratified_brown_forsythe(x_tasks, y_tasks, confidence)
     deviations = [(median_deviations(x, drop_structural=True), median_deviations(y, drop_structural=True))
@@ -422,21 +510,26 @@ def spread_test(
     tied = [merge_near_ties(np.concatenate([dx, dy])) for dx, dy in deviations]
     rank = stratified_rank_test([t[: dx.size] for t, (dx, _) in zip(tied, deviations, strict=True)],
                                 [t[dx.size:] for t, (dx, _) in zip(tied, deviations, strict=True)])
-    same_side = np.sign(brown.statistic) == np.sign(rank.statistic - 0.5) != 0
-    return effect, HypothesisTestResult(brown.statistic, max(brown.pvalue, rank.pvalue) if same_side else 1.0,
-                                        rank.exact)
+    permutation = permutation_spread_test(x_tasks, y_tasks)
+    sides = {np.sign(brown.statistic), np.sign(rank.statistic - 0.5), np.sign(permutation.statistic)}
+    same_side = len(sides) == 1 and 0 not in sides
+    pvalue = max(brown.pvalue, rank.pvalue, permutation.pvalue) if same_side else 1.0
+    return effect, HypothesisTestResult(brown.statistic, pvalue, rank.exact)
 
 
 def smallest_spread_pvalue(sizes: Sequence[tuple[int, int]]) -> float:
     """
-    A lower bound on the smallest p-value :func:`spread_test` can give with these group sizes: its rank test's,
-    on each group less its structural smallest deviation (Brown-Forsythe's own floor, where both groups are odd,
-    lies below it: 0.116 against 1/3 at 3 runs a side, 0.004 against 0.029 at 5).
+    A lower bound on the smallest p-value :func:`spread_test` can give with these group sizes: the larger of
+    its rank test's, on each group less its structural smallest deviation, and its permutation test's (2 over
+    the splits counted or drawn, plus one when drawn). Brown-Forsythe's own floor, where both groups are odd,
+    lies below the rank test's: 0.116 against 1/3 at 3 runs a side, 0.004 against 0.029 at 5.
 
     :param sizes: per task, (n_x, n_y), each at least 2
     :return: the bound (1 where a group of 2 leaves a single deviation against the other's)
     """
-    return smallest_rank_test_pvalue([(n_x - 1, n_y - 1) for n_x, n_y in sizes])
+    splits = permutation_count(sizes)
+    permutation = 2 / splits if splits <= EXACT_PERMUTATIONS else 2 / (PERMUTATION_RESAMPLES + 1)
+    return max(smallest_rank_test_pvalue([(n_x - 1, n_y - 1) for n_x, n_y in sizes]), min(1.0, permutation))
 
 
 def holm_adjust(pvalues: ArrayLike) -> np.ndarray:
@@ -868,11 +961,6 @@ def smallest_noninferiority_pvalue(sizes: Sequence[tuple[int, int]], margin: flo
     return float(2 * sps.t.sf(t, df))
 
 
-EXACT_PERMUTATIONS = 1_000_000
-"""Above this many reassignments of one task's runs, the permutation test of means uses its normal
-approximation (exact first two moments) instead of enumerating them."""
-
-
 def mean_difference_test(
     x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike]
 ) -> tuple[HypothesisTestResult, str]:
@@ -891,11 +979,7 @@ def mean_difference_test(
     if len(xs) == 1 and math.comb(xs[0].size + ys[0].size, xs[0].size) <= EXACT_PERMUTATIONS:
         pooled = np.concatenate([xs[0], ys[0]])
         n_x, total = xs[0].size, pooled.sum()
-        count = math.comb(pooled.size, n_x)
-        chosen = np.fromiter(
-            itertools.chain.from_iterable(itertools.combinations(range(pooled.size), n_x)), np.int16, count * n_x
-        ).reshape(count, n_x)
-        sums_x = pooled[chosen].sum(axis=1)
+        sums_x = pooled[_every_split(pooled.size, n_x)[:, :n_x]].sum(axis=1)
         differences = sums_x / n_x - (total - sums_x) / ys[0].size
         observed = xs[0].mean() - ys[0].mean()
         # A relative tolerance: equal differences computed in another order must count as equal.

@@ -358,12 +358,15 @@ def _exactness(result: st.HypothesisTestResult) -> str:
 
 
 def _spread_test(claim: str, scope: str, part: Pairwise, values: list[tuple[np.ndarray, np.ndarray]]) -> Test:
-    """Spread of the successes: Brown-Forsythe and the rank test on the deviations, both (stats.spread_test)."""
+    """Spread of the successes: Brown-Forsythe, the rank test on the deviations and the permutation test, all
+    three (stats.spread_test)."""
     xs, ys = [x for x, _ in values], [y for _, y in values]
     effect, result = st.spread_test(xs, ys)
     sizes = tuple((x.size, y.size) for x, y in values)
-    name = (("stratified " if scope == ALL_TASKS else "") + "brown-forsythe and mann-whitney on |deviation from "
-            "median|, both" + ("" if result.exact else ", normal approximation"))
+    sampled = st.permutation_count(sizes) > st.EXACT_PERMUTATIONS
+    name = (("stratified " if scope == ALL_TASKS else "") + "brown-forsythe, mann-whitney on |deviation from median| "
+            "and permutation, all three" + ("" if result.exact else ", normal approximation")
+            + (f", {st.PERMUTATION_RESAMPLES:,} permutations drawn" if sampled else ""))
     stds = tuple(st.Estimate(st.sample_std(v), math.nan, math.nan) for v in values[0]) if len(values) == 1 else ()
     return Test(claim, scope, part.x, part.y, part.quantity, part.direction, None, sizes, effect, "mean |dev| X - Y",
                 name, result.pvalue, _side(result.statistic, 0.0), smallest_p=st.smallest_spread_pvalue(sizes),
