@@ -194,3 +194,22 @@ def test_the_verdict_matrix_has_a_row_per_claim_and_a_column_per_scope(tmp_path)
     assert set(headers[1:-1]) == {"ppo/CartPole-v1", "ppo/Acrobot-v1"}
     assert [row[0] for row in rows] == ["BN lowers the final return", "BN raises return variance"]
     assert rows[0][1:] == ["**supported**"] * 3
+
+
+def test_a_mechanism_step_too_small_to_decide_says_so_rather_than_no_effect(tmp_path):
+    from test_analysis import run_analysis
+
+    from rlnorm.analysis.report import _mechanism_sentences
+
+    for root, seeds in ((tmp_path / "ten", TEN), (tmp_path / "two", TEN[:2])):
+        for seed, offset in enumerate(seeds):
+            for name, mode, level in (("bn", "sb3", 100), ("bn-consistent", "consistent", 100),
+                                      ("bn-frozen", "frozen", 500)):
+                write_run(root, name, seed, curve_to(level + offset), norm="bn", norm_mode=mode)
+    ten = _mechanism_sentences(run_analysis(tmp_path / "ten"))
+    assert ten[0].startswith("ppo/CartPole-v1 bn: bn -> bn-consistent: no effect of (b) the mode switch shown (")
+    assert ten[1].startswith("ppo/CartPole-v1 bn: bn-consistent -> bn-frozen: removing (a) minibatch noise raises")
+    two = _mechanism_sentences(run_analysis(tmp_path / "two"))
+    # 2 against 2 runs: the smallest two-sided p is 1/3, whatever the returns.
+    assert all("cannot be significant with n = 2 vs 2 (smallest p " in sentence for sentence in two)
+    assert len(two) == 2 and not any("no effect" in sentence or "raises" in sentence for sentence in two)

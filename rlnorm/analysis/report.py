@@ -429,8 +429,10 @@ def _mechanism_sentences(analysis: Analysis) -> list[str]:
             name = MECHANISMS[removed]
             effect = {"X higher": f"removing ({removed}) {name} raises the return",
                       "X lower": f"removing ({removed}) {name} lowers the return: it helps here"}
+            # Too few runs to decide is not "no effect": the sentence says which it is.
+            undecided = outcome(step) if step.powerless else f"no effect of ({removed}) {name} shown"
             sentences.append(f"{'/'.join(ladder.task)} {ladder.norm}: {step.test.y} -> {step.test.x}: "
-                             f"{effect.get(step.verdict, f'no effect of ({removed}) {name} shown')} "
+                             f"{effect.get(step.verdict, undecided)} "
                              f"({_natural(step)}, p (Holm, secondary) {_p(step.p_adjusted)})")
     return sentences
 
