@@ -45,11 +45,11 @@ def spread_levels(draws: int, rng: np.random.Generator, level: float = 0.01) -> 
             brown, rank, permutation, together = [], [], [], []
             for _ in range(draws):
                 x, y = sample(n)
-                brown.append(st.stratified_brown_forsythe([x], [y])[1].pvalue < level)
-                rank.append(st.stratified_rank_test([st.median_deviations(x, drop_structural=True)],
-                                                    [st.median_deviations(y, drop_structural=True)]).pvalue < level)
-                permutation.append(st.permutation_spread_test([x], [y]).pvalue < level)
-                together.append(st.spread_test([x], [y])[1].pvalue < level)
+                spread = st.spread_test([x], [y])
+                brown.append(spread.brown_forsythe.pvalue < level)
+                rank.append(spread.rank.pvalue < level)
+                permutation.append(spread.permutation.pvalue < level)
+                together.append(spread.combined.pvalue < level)
             print(f"  {name:18s} {n:2d} vs {n:2d}: brown-forsythe {np.mean(brown) / level:.2f}x, rank test on "
                   f"deviations {np.mean(rank) / level:.2f}x, permutation {np.mean(permutation) / level:.2f}x, "
                   f"all three (rlnorm's) {np.mean(together) / level:.2f}x", flush=True)

@@ -99,11 +99,23 @@ def test_spread_among_successes_is_compared_only_at_overlapping_levels(tmp_path)
     assert spread.test.test == "brown-forsythe, mann-whitney on |deviation from median| and permutation, all three"
     assert spread.verdict == SUPPORTED
     # Neither test changes when both groups' scores are rescaled alike: returns stand for scores.
-    assert spread.test.pvalue == pytest.approx(stats.spread_test([400 + 5 * TEN], [400 + TEN])[1].pvalue)
+    assert spread.test.pvalue == pytest.approx(stats.spread_test([400 + 5 * TEN], [400 + TEN]).combined.pvalue)
     assert claim.verdict == SUPPORTED and claim.p == pytest.approx(2 * min(p.test.pvalue for p in claim.parts))
     write_study(tmp_path / "apart", {"none": list(300 + TEN), "bn": list(450 + TEN)})
     apart = verdict(run_analysis(tmp_path / "apart"), VARIANCE).parts[1]
     assert apart.test.reason == "successes at different levels (their ranges do not overlap): spreads not compared"
+
+
+def test_a_pooled_spread_comparison_names_its_drawn_permutations():
+    from rlnorm.analysis.claims import Pairwise
+    from rlnorm.analysis.verdicts import ALL_TASKS, _spread_test
+
+    part = Pairwise("bn", "none", "spread among successes", "greater")
+    one = _spread_test("claim", "ppo/CartPole-v1", part, [(400 + 5 * TEN, 400 + TEN)])
+    pooled = _spread_test("claim", ALL_TASKS, part, [(400 + 5 * TEN, 400 + TEN)] * 2)
+    assert one.test == "brown-forsythe, mann-whitney on |deviation from median| and permutation, all three"
+    assert pooled.test == ("stratified brown-forsythe, mann-whitney on |deviation from median| and permutation, "
+                           "all three, 100,000 permutations drawn")
 
 
 def write_probed(root, variant, level, noise, seed_offsets=TEN, **kwargs):

@@ -177,7 +177,7 @@ def test_brown_forsythe_on_constant_and_near_constant_deviations():
 
 def test_spread_needs_its_three_tests_on_the_same_side():
     wide, narrow = [0.0, 1.0, 3.0, 6.0, 10.0, 15.0, 21.0], [0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.1]
-    _, result = stats.spread_test([wide], [narrow])
+    result = stats.spread_test([wide], [narrow]).combined
     brown = stats.stratified_brown_forsythe([wide], [narrow])[1]
     rank = stats.exact_mann_whitney(stats.median_deviations(wide, True), stats.median_deviations(narrow, True))
     permutation = stats.permutation_spread_test([wide], [narrow])
@@ -188,14 +188,14 @@ def test_spread_needs_its_three_tests_on_the_same_side():
     x, y = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 100.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert stats.stratified_brown_forsythe([x], [y])[1].statistic > 0
     assert stats.exact_mann_whitney(stats.median_deviations(x, True), stats.median_deviations(y, True)).statistic < 18
-    assert stats.spread_test([x], [y])[1].pvalue == 1.0
+    assert stats.spread_test([x], [y]).combined.pvalue == 1.0
     # 3 runs a side leave 2 deviations each to rank: 2 / C(4, 2) = 1/3 at best, whatever Brown-Forsythe gives
     # (its own floor there, one group flat and the other's deviations [1, 0, 1], is t = 2 on 4 df).
     assert stats.smallest_spread_pvalue([(3, 3)]) == pytest.approx(1 / 3)
     _, flat = stats.stratified_brown_forsythe([[0.0, 0.0, 0.0]], [[-1.0, 0.0, 1.0]])
     assert flat.pvalue == pytest.approx(2 * sps.t.sf(2.0, 4)) and flat.pvalue < 1 / 3
     rng = np.random.default_rng(0)
-    searched = min(stats.spread_test([rng.normal(size=3) * s], [rng.normal(size=3)])[1].pvalue
+    searched = min(stats.spread_test([rng.normal(size=3) * s], [rng.normal(size=3)]).combined.pvalue
                    for s in rng.choice([1e-3, 1.0, 1e3], size=1000))
     assert searched >= stats.smallest_spread_pvalue([(3, 3)]) - 1e-12
 
@@ -250,6 +250,18 @@ def test_the_pooled_permutation_spread_test_splits_each_task_apart():
     assert not drawn.exact and abs(drawn.pvalue - exact.pvalue) < 5 * error
 
 
+def test_the_spread_tests_smallest_p_is_the_drawn_permutations_floor_where_ranks_go_lower():
+    # Two tasks of 10 against 10: 184,756^2 splits, so they are drawn; the rank part could reach 8.5e-10.
+    sizes = [(10, 10)] * 2
+    assert not stats.spread_splits_are_counted(sizes) and stats.spread_splits_are_counted(sizes[:1])
+    assert stats.smallest_rank_test_pvalue([(9, 9)] * 2) < 1e-9
+    assert stats.smallest_spread_pvalue(sizes) == 2 / (stats.PERMUTATION_RESAMPLES + 1)
+    # Complete separation of the spreads reaches it.
+    narrow, wide = np.linspace(-1, 1, 10), 100 * np.linspace(-1, 1, 10)
+    result = stats.spread_test([wide, wide], [narrow, narrow])
+    assert not result.permutation.exact and result.combined.pvalue == stats.smallest_spread_pvalue(sizes)
+
+
 def test_the_spread_test_keeps_its_level_on_capped_runs_of_one_distribution():
     # Half the runs at a cap, as CartPole's 500, both groups alike (6 runs each). Brown-Forsythe and the rank
     # test on the deviations together rejected 23 of these 1,000 draws at the 0.01 level, 2.3 times it (the
@@ -259,7 +271,7 @@ def test_the_spread_test_keeps_its_level_on_capped_runs_of_one_distribution():
     rejections = 0
     for _ in range(1000):
         x, y = (np.minimum(rng.normal(1.0, 0.05, size=6), 1.0) for _ in range(2))
-        rejections += stats.spread_test([x], [y])[1].pvalue < 0.01
+        rejections += stats.spread_test([x], [y]).combined.pvalue < 0.01
     assert rejections < 10
 
 
@@ -267,9 +279,9 @@ def test_near_ties_from_rounding_are_ties_so_normalizing_does_not_move_the_sprea
     assert stats.merge_near_ties([0.3, 0.1 + 0.2, 0.5, 0.1]).tolist() == [0.3, 0.3, 0.5, 0.1]
     ten = np.linspace(-20, 20, 10)
     x, y = 400 + 5 * ten, 400 + ten
-    raw = stats.spread_test([x], [y])[1]
+    raw = stats.spread_test([x], [y]).combined
     for scaled in ((x - 23.7) / (475 - 23.7), (y - 23.7) / (475 - 23.7)), (x / 500, y / 500):
-        assert stats.spread_test([scaled[0]], [scaled[1]])[1].pvalue == pytest.approx(raw.pvalue, rel=1e-9)
+        assert stats.spread_test([scaled[0]], [scaled[1]]).combined.pvalue == pytest.approx(raw.pvalue, rel=1e-9)
 
 
 def test_median_deviations_drop_the_one_the_median_fixes():

@@ -750,5 +750,6 @@ def plot_dose_response(results: Results, analysis: Analysis, colors: dict[str, s
         if noise_values and min(noise_values) > 0:
             ax.set_xscale("log")
         ax.set(title=_title(task), xlabel="relative probe noise", ylabel="final return")
-        ax.legend(fontsize=6, frameon=False)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, frameon=False)
     return figure

@@ -403,11 +403,14 @@ def stratified_brown_forsythe(
 
 
 EXACT_PERMUTATIONS = 1_000_000
-"""A permutation test counts every split of the runs into the two groups when there are at most this many (10
-against 10 runs on one task: 184,756); above it, the test of means uses its normal approximation (exact first
-two moments) and the spread test draws :data:`PERMUTATION_RESAMPLES` splits."""
+"""A permutation test counts every split of the runs into the two groups when there are at most this many: on
+one task for the test of means (pooled, it uses its normal approximation), over all tasks together (the
+product of their counts) for the spread test, which draws :data:`PERMUTATION_RESAMPLES` splits above it. 10
+against 10 runs on one task: 184,756 splits."""
 PERMUTATION_RESAMPLES = 100_000
-"""Splits sampled when there are too many to count: the smallest p-value is then 2 / 100,001."""
+"""Splits the spread test draws when there are too many to count: its smallest p-value is then 2 / 100,001."""
+_SPLIT_CHUNK_VALUES = 2**22
+"""Values per chunk when a task's splits are gathered: memory stays bounded however many runs a group has."""
 
 
 def permutation_count(sizes: Sequence[tuple[int, int]]) -> int:
@@ -418,27 +421,46 @@ def permutation_count(sizes: Sequence[tuple[int, int]]) -> int:
     return math.prod(math.comb(n_x + n_y, n_x) for n_x, n_y in sizes)
 
 
-def _mean_deviation_difference(values: np.ndarray, n_x: int) -> np.ndarray:
-    """Per row of ``values`` (the first ``n_x`` columns X's runs, the rest Y's): X's mean absolute deviation
-    from its median minus Y's."""
-    def mean_deviation(group: np.ndarray) -> np.ndarray:
-        ordered = np.sort(group, axis=-1)  # one sort gives the median: faster than np.median's partitions
-        n = ordered.shape[-1]
-        median = (ordered[..., (n - 1) // 2] + ordered[..., n // 2]) / 2
-        return np.abs(ordered - median[..., None]).mean(axis=-1)
-
-    return mean_deviation(values[..., :n_x]) - mean_deviation(values[..., n_x:])
+def spread_splits_are_counted(sizes: Sequence[tuple[int, int]]) -> bool:
+    """:return: whether :func:`permutation_spread_test` counts every split for these sizes (else it draws them)"""
+    return permutation_count(sizes) <= EXACT_PERMUTATIONS
 
 
 @functools.lru_cache(maxsize=4)
-def _every_split(n: int, n_x: int) -> np.ndarray:
-    """Each way to split n runs into n_x and n - n_x, as a row of indices: the n_x first, then the others."""
-    count = math.comb(n, n_x)
-    chosen = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(n), n_x)), np.int16,
-                         count * n_x).reshape(count, n_x)
-    in_x = np.zeros((count, n), dtype=bool)
-    in_x[np.arange(count)[:, None], chosen] = True
-    return np.argsort(~in_x, axis=1, kind="stable").astype(np.int16)
+def _every_split(n: int, k: int) -> np.ndarray:
+    """Each way to choose k of n runs, as a row of indices (read-only: the cache shares it)."""
+    count = math.comb(n, k)
+    chosen = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(n), k)), np.int16,
+                         count * k).reshape(count, k)
+    chosen.flags.writeable = False
+    return chosen
+
+
+def _mean_deviation(groups: np.ndarray) -> np.ndarray:
+    """Per row: the mean absolute deviation from the row's median."""
+    ordered = np.sort(groups, axis=-1)  # one sort gives the median: faster than np.median's partitions
+    n = ordered.shape[-1]
+    median = (ordered[..., (n - 1) // 2] + ordered[..., n // 2]) / 2
+    return np.abs(ordered - median[..., None]).mean(axis=-1)
+
+
+def _split_mean_deviation_differences(values: np.ndarray, n_x: int) -> np.ndarray:
+    """For every split of ``values`` into n_x runs and the rest: X's mean absolute deviation minus Y's."""
+    n = values.size
+    small = min(n_x, n - n_x)  # choose the smaller group: fewer indices to hold
+    chosen = _every_split(n, small)
+    differences = np.empty(len(chosen))
+    rows = max(1, _SPLIT_CHUNK_VALUES // n)
+    for start in range(0, len(chosen), rows):
+        picked = chosen[start : start + rows]
+        in_picked = np.zeros((len(picked), n), dtype=bool)
+        in_picked[np.arange(len(picked))[:, None], picked] = True
+        rest = np.broadcast_to(values, in_picked.shape)[~in_picked].reshape(len(picked), n - small)
+        spread_picked, spread_rest = _mean_deviation(values[picked]), _mean_deviation(rest)
+        differences[start : start + len(picked)] = (
+            spread_picked - spread_rest if small == n_x else spread_rest - spread_picked
+        )
+    return differences
 
 
 def permutation_spread_test(x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike]) -> HypothesisTestResult:
@@ -448,35 +470,36 @@ def permutation_spread_test(x_tasks: Sequence[ArrayLike], y_tasks: Sequence[Arra
     distribution over every split of each task's runs into groups of the same sizes. Exact under the null
     that X's and Y's runs come from one distribution, ties and caps included (CartPole's 500), where the
     tests on deviations are not (docs/method.md#statistics). Every split is counted when there are at most
-    :data:`EXACT_PERMUTATIONS`; otherwise :data:`PERMUTATION_RESAMPLES` are drawn from a generator of fixed
-    seed (the same data give the same p-value), and the p-value ``(b + 1) / (N + 1)`` is still valid.
+    :data:`EXACT_PERMUTATIONS` over all tasks; otherwise :data:`PERMUTATION_RESAMPLES` are drawn from a
+    generator of fixed seed (the same data give the same p-value), and the p-value ``(b + 1) / (N + 1)`` is
+    still valid.
 
     :param x_tasks: per task, one number per run of X, at least 2
     :param y_tasks: per task, one number per run of Y, in the same task order, at least 2
     :return: the observed difference and its two-sided p-value (twice the smaller tail); ``exact`` False when
-        the splits were sampled
+        the splits were drawn
     """
     tasks = [(as_sample(x, "x"), as_sample(y, "y")) for x, y in zip(x_tasks, y_tasks, strict=True)]
-    if any(min(x.size, y.size) < 2 for x, y in tasks):
-        raise ValueError(f"the permutation spread test needs at least 2 runs per group, got sizes "
-                         f"{[(x.size, y.size) for x, y in tasks]}")
-    weights = np.array([x.size * y.size / (x.size + y.size) for x, y in tasks])
+    sizes = [(x.size, y.size) for x, y in tasks]
+    if any(min(size) < 2 for size in sizes):
+        raise ValueError(f"the permutation spread test needs at least 2 runs per group, got sizes {sizes}")
+    weights = np.array([n_x * n_y / (n_x + n_y) for n_x, n_y in sizes])
     weights = weights / weights.sum()
-    pooled = [np.concatenate([x, y]) for x, y in tasks]
-    observed = float(sum(w * _mean_deviation_difference(values, x.size)
-                         for w, values, (x, _) in zip(weights, pooled, tasks, strict=True)))
-    exact = permutation_count([(x.size, y.size) for x, y in tasks]) <= EXACT_PERMUTATIONS
+    observed = float(sum(w * (_mean_deviation(x) - _mean_deviation(y)) for w, (x, y) in zip(weights, tasks,
+                                                                                               strict=True)))
+    exact = spread_splits_are_counted(sizes)
     if exact:
         null = np.zeros(1)
-        for w, values, (x, _) in zip(weights, pooled, tasks, strict=True):
-            splits = _every_split(values.size, x.size)
-            null = (null[:, None] + w * _mean_deviation_difference(values[splits], x.size)[None, :]).ravel()
+        for w, (x, y) in zip(weights, tasks, strict=True):
+            task_null = _split_mean_deviation_differences(np.concatenate([x, y]), x.size)
+            null = (null[:, None] + w * task_null[None, :]).ravel()
     else:
         rng = np.random.default_rng(0)
         null = np.zeros(PERMUTATION_RESAMPLES)
-        for w, values, (x, _) in zip(weights, pooled, tasks, strict=True):
+        for w, (x, y) in zip(weights, tasks, strict=True):
+            values = np.concatenate([x, y])
             shuffled = rng.permuted(np.broadcast_to(values, (PERMUTATION_RESAMPLES, values.size)), axis=1)
-            null += w * _mean_deviation_difference(shuffled, x.size)
+            null += w * (_mean_deviation(shuffled[:, : x.size]) - _mean_deviation(shuffled[:, x.size :]))
     # Splits equal to the observed one in exact arithmetic differ from it in their last bits.
     tolerance = 1e-9 * float(np.max(np.abs(null)))
     tails = np.array([np.sum(null >= observed - tolerance), np.sum(null <= observed + tolerance)], dtype=float)
@@ -484,25 +507,38 @@ def permutation_spread_test(x_tasks: Sequence[ArrayLike], y_tasks: Sequence[Arra
     return HypothesisTestResult(observed, float(min(1.0, 2 * tails.min())), exact)
 
 
+@dataclass(frozen=True)
+class SpreadTestResult:
+    """:func:`spread_test`'s answer: the effect, the decision from its three parts, and the parts."""
+
+    effect: Estimate
+    """X's mean absolute deviation minus Y's, with Brown-Forsythe's t interval"""
+    combined: HypothesisTestResult
+    """Brown-Forsythe's t with the largest of the three p-values (1 when their sides differ); ``exact`` False
+    when the rank part used its normal approximation or the permutation part drew its splits"""
+    brown_forsythe: HypothesisTestResult
+    rank: HypothesisTestResult
+    permutation: HypothesisTestResult
+
+
 def spread_test(
     x_tasks: Sequence[ArrayLike], y_tasks: Sequence[ArrayLike], confidence: float = 0.95
-) -> tuple[Estimate, HypothesisTestResult]:
+) -> SpreadTestResult:
     """
     Do X's runs spread more or less than Y's? Three tests must all find it, on the same side: the (stratified)
     Brown-Forsythe test, the exact (stratified) rank test on the absolute deviations from each group's median,
     its structural smallest dropped, and the permutation test of the mean absolute deviations
     (:func:`permutation_spread_test`); the p-value is the largest of the three (1 when their sides differ).
-    Each rejects more often than its level somewhere (docs/levels.py): Brown-Forsythe at 4 runs a side, the
-    rank test on skewed runs at 10, both on tied or capped runs, the permutation test on groups of one shape
-    at different levels. Together they keep the level of the best one in each case; the permutation test
-    keeps it exactly where X's and Y's runs come from one distribution.
+    The first two reject more often than their level where the deviations are not exchangeable
+    (docs/levels.py: Brown-Forsythe at 4 runs a side, the rank test on skewed runs at 10, both on tied or
+    capped runs); the permutation test tests one distribution, not one spread, so groups at different levels
+    can sway it. Together they keep the level of the best one in each case; the permutation test keeps it
+    exactly where X's and Y's runs come from one distribution.
 
     :param x_tasks: per task, one number per run of X, at least 2
     :param y_tasks: per task, one number per run of Y, in the same task order, at least 2
-    :param confidence: level of the interval returned
-    :return: X's mean absolute deviation minus Y's with its t interval, and Brown-Forsythe's t with the
-        combined p-value; ``exact`` False when the rank test used its normal approximation (whether the
-        permutation test sampled its splits follows from the sizes: :func:`permutation_count`)
+    :param confidence: level of the effect's interval
+    :return: the effect, the combined decision and each part's
     """
     effect, brown = stratified_brown_forsythe(x_tasks, y_tasks, confidence)
     deviations = [(median_deviations(x, drop_structural=True), median_deviations(y, drop_structural=True))
@@ -514,22 +550,23 @@ def spread_test(
     sides = {np.sign(brown.statistic), np.sign(rank.statistic - 0.5), np.sign(permutation.statistic)}
     same_side = len(sides) == 1 and 0 not in sides
     pvalue = max(brown.pvalue, rank.pvalue, permutation.pvalue) if same_side else 1.0
-    return effect, HypothesisTestResult(brown.statistic, pvalue, rank.exact)
+    combined = HypothesisTestResult(brown.statistic, pvalue, rank.exact and permutation.exact)
+    return SpreadTestResult(effect, combined, brown, rank, permutation)
 
 
 def smallest_spread_pvalue(sizes: Sequence[tuple[int, int]]) -> float:
     """
-    A lower bound on the smallest p-value :func:`spread_test` can give with these group sizes: the larger of
-    its rank test's, on each group less its structural smallest deviation, and its permutation test's (2 over
-    the splits counted or drawn, plus one when drawn). Brown-Forsythe's own floor, where both groups are odd,
-    lies below the rank test's: 0.116 against 1/3 at 3 runs a side, 0.004 against 0.029 at 5.
+    A lower bound on the smallest p-value :func:`spread_test` can give with these group sizes: its rank test's,
+    on each group less its structural smallest deviation, or its permutation test's 2 / 100,001 where that one
+    draws its splits and the rank test's floor lies lower. (Where the splits are counted, the rank test's floor
+    is the larger; Brown-Forsythe's own, where both groups are odd, lies below it: 0.116 against 1/3 at 3 runs
+    a side, 0.004 against 0.029 at 5.)
 
     :param sizes: per task, (n_x, n_y), each at least 2
-    :return: the bound (1 where a group of 2 leaves a single deviation against the other's)
+    :return: the bound
     """
-    splits = permutation_count(sizes)
-    permutation = 2 / splits if splits <= EXACT_PERMUTATIONS else 2 / (PERMUTATION_RESAMPLES + 1)
-    return max(smallest_rank_test_pvalue([(n_x - 1, n_y - 1) for n_x, n_y in sizes]), min(1.0, permutation))
+    rank = smallest_rank_test_pvalue([(n_x - 1, n_y - 1) for n_x, n_y in sizes])
+    return rank if spread_splits_are_counted(sizes) else max(rank, 2 / (PERMUTATION_RESAMPLES + 1))
 
 
 def holm_adjust(pvalues: ArrayLike) -> np.ndarray:
@@ -979,7 +1016,7 @@ def mean_difference_test(
     if len(xs) == 1 and math.comb(xs[0].size + ys[0].size, xs[0].size) <= EXACT_PERMUTATIONS:
         pooled = np.concatenate([xs[0], ys[0]])
         n_x, total = xs[0].size, pooled.sum()
-        sums_x = pooled[_every_split(pooled.size, n_x)[:, :n_x]].sum(axis=1)
+        sums_x = pooled[_every_split(pooled.size, n_x)].sum(axis=1)
         differences = sums_x / n_x - (total - sums_x) / ys[0].size
         observed = xs[0].mean() - ys[0].mean()
         # A relative tolerance: equal differences computed in another order must count as equal.

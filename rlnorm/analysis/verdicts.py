@@ -361,12 +361,12 @@ def _spread_test(claim: str, scope: str, part: Pairwise, values: list[tuple[np.n
     """Spread of the successes: Brown-Forsythe, the rank test on the deviations and the permutation test, all
     three (stats.spread_test)."""
     xs, ys = [x for x, _ in values], [y for _, y in values]
-    effect, result = st.spread_test(xs, ys)
+    spread = st.spread_test(xs, ys)
+    effect, result = spread.effect, spread.combined
     sizes = tuple((x.size, y.size) for x, y in values)
-    sampled = st.permutation_count(sizes) > st.EXACT_PERMUTATIONS
     name = (("stratified " if scope == ALL_TASKS else "") + "brown-forsythe, mann-whitney on |deviation from median| "
-            "and permutation, all three" + ("" if result.exact else ", normal approximation")
-            + (f", {st.PERMUTATION_RESAMPLES:,} permutations drawn" if sampled else ""))
+            "and permutation, all three" + ("" if spread.rank.exact else ", normal approximation")
+            + ("" if spread.permutation.exact else f", {st.PERMUTATION_RESAMPLES:,} permutations drawn"))
     stds = tuple(st.Estimate(st.sample_std(v), math.nan, math.nan) for v in values[0]) if len(values) == 1 else ()
     return Test(claim, scope, part.x, part.y, part.quantity, part.direction, None, sizes, effect, "mean |dev| X - Y",
                 name, result.pvalue, _side(result.statistic, 0.0), smallest_p=st.smallest_spread_pvalue(sizes),
