@@ -496,8 +496,10 @@ def report_blocks(results: Results, analysis: Analysis, declared: Declared, figu
     if analysis.references:
         blocks += [("h2", "Reference cells: batch statistics used as published (secondary family)"),
                    ("p", "CrossQ (Bhatt et al. 2024) is SAC with Batch Renorm in the critic and no target network; its "
-                         "paper finds it beats SAC. Its final return (X) against SAC with no norm and with BN (Y) on "
-                         "the same environment and budget."),
+                         "paper finds it beats SAC. Batch Renorm is plain BN during its warm-up (100,000 critic "
+                         "updates by default), so a shorter run tests BN with a joint (s, a)/(s', a') batch instead "
+                         "(the project's docs/method.md). Its final return (X) against SAC with no norm and with BN "
+                         "(Y) on the same environment and budget."),
                    ("table", comparison_table(analysis.references))]
     if out_dir is not None:
         config = (results.study or {}).get("source")
