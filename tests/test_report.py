@@ -213,3 +213,20 @@ def test_a_mechanism_step_too_small_to_decide_says_so_rather_than_no_effect(tmp_
     # 2 against 2 runs: the smallest two-sided p is 1/3, whatever the returns.
     assert all("cannot be significant with n = 2 vs 2 (smallest p " in sentence for sentence in two)
     assert len(two) == 2 and not any("no effect" in sentence or "raises" in sentence for sentence in two)
+
+
+def test_the_setup_counts_the_runs_each_processor_made_when_there_are_several(tmp_path):
+    from rlnorm.analysis.report import setup_blocks
+
+    for seed in range(3):
+        write_run(tmp_path, "none", seed, curve_to(400.0))
+
+    def hardware_fact():
+        facts = next(block for block in setup_blocks(load_results(tmp_path)) if block[0] == "list")
+        return next(fact for fact in facts[1:] if fact.startswith("hardware:"))
+
+    assert hardware_fact().startswith("hardware: host testhost (Test CPU, 2 cores, 24 GiB); peak memory")
+    done = tmp_path / "ppo/CartPole-v1/none/seed-2/done.json"
+    done.write_text(json.dumps({**json.loads(done.read_text()), "hardware": "Other CPU, 4 cores"}))
+    assert hardware_fact().startswith("hardware: host testhost (Other CPU, 4 cores), 1 run, "
+                                      "testhost (Test CPU, 2 cores, 24 GiB), 2 runs; peak memory")

@@ -13,6 +13,7 @@ import csv
 import html
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,7 +380,10 @@ def setup_blocks(results: Results) -> list[Block]:
         [[g.variant, g.norm, g.norm_mode, json.dumps(g.norm_kwargs), g.norm_in] for g in groups],
     )
     versions = sorted({json.dumps(run.versions, sort_keys=True) for run in runs if run.versions})
-    hosts = sorted({f"{run.host} ({run.hardware})" if run.hardware else run.host for run in runs if run.host})
+    made_on = Counter(f"{run.host} ({run.hardware})" if run.hardware else run.host for run in runs if run.host)
+    # Runs agree bit for bit only on one kind of processor: a study made on several says how many each made.
+    hosts = [f"{host}, {count} run{'' if count == 1 else 's'}" if len(made_on) > 1 else host
+             for host, count in sorted(made_on.items())]
     wall = [run.wall_time_s for run in runs if not math.isnan(run.wall_time_s)]
     memory = [run.peak_memory_mib for run in runs if not math.isnan(run.peak_memory_mib)]
     facts = [f"versions: {', '.join(f'{k} {v}' for k, v in json.loads(text).items())}" for text in versions]
