@@ -164,6 +164,29 @@ def test_a_trend_claim_gets_the_exact_jonckheere_terpstra_test(tmp_path):
     assert part.test.x == "bn < bn-g4 < bn-g16" and part.test.sizes == ((10, 10, 10),)
 
 
+def test_the_dose_response_gives_each_dose_its_measured_noise_return_and_failure_rate(tmp_path):
+    from rlnorm.analysis.report import dose_table
+
+    for variant, k, level, noise in (("bn", 1, 400, 0.1), ("bn-g4", 4, 300, 0.2), ("bn-g16", 16, 100, 0.4)):
+        write_probed(tmp_path, variant, level, noise, norm_kwargs={"ghost_batches": k} if k > 1 else None)
+    write_probed(tmp_path, "mobn", 400, 0.1)  # not in a chain: no point
+    claims = [{"name": "dose", "variants": ["bn", "bn-g4", "bn-g16"], "quantity": "final return",
+               "direction": "less"}]
+    analysis = run_analysis(tmp_path, claims)
+    assert [(d.variant, d.ghost_batches, d.runs) for d in analysis.dose] == [("bn", 1, 10), ("bn-g4", 4, 10),
+                                                                            ("bn-g16", 16, 10)]
+    # Each run's relative noise is noise + offset / 1000 (offsets TEN, mean 0); returns level + offset.
+    assert [d.relative_noise.value for d in analysis.dose] == pytest.approx([0.1, 0.2, 0.4])
+    assert [d.final.value for d in analysis.dose] == pytest.approx([400, 300, 100], abs=1)
+    # Scores 0.8, 0.6 and 0.2 of the reference: only bn-g16's runs fail.
+    assert [d.failure_rate.value for d in analysis.dose] == [0.0, 0.0, 1.0]
+    headers, rows = dose_table(analysis)
+    assert rows[2][:5] == ["ppo/CartPole-v1", "bn", "bn-g16", "16", "10"]
+    # A trend claim on noise names no chain: the figure and the table plot noise against return.
+    noise_claim = [{**claims[0], "quantity": "relative probe noise", "direction": "greater"}]
+    assert run_analysis(tmp_path, noise_claim).dose == ()
+
+
 def test_verdicts_do_not_depend_on_the_seed(tmp_path):
     # Levels that overlap partly: the bootstrap intervals move with the seed, the verdicts must not.
     rng = np.random.default_rng(0)

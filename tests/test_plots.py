@@ -146,6 +146,13 @@ def test_panel_titles_name_the_algorithm_as_it_is_written(tmp_path):
     plt.close("all")
 
 
+def test_a_study_of_variants_only_has_no_learning_curves_of_core_norms(tmp_path):
+    write_run(tmp_path, "bn-g4", 0, norm="bn", norm_kwargs={"ghost_batches": 4})
+    write_run(tmp_path, "bn-frozen", 0, norm="bn", norm_mode="frozen")
+    results = load_results(tmp_path)
+    assert plot_learning_curves(results, variant_colors(results)) is None
+
+
 def test_one_variant_has_no_improvement_matrix(tmp_path):
     write_study(tmp_path / "results", {"bn": [1.0, 2.0]})
     stems = {path.stem for path in plot_study(load_results(tmp_path / "results"), tmp_path / "plots")}
@@ -260,7 +267,7 @@ def test_the_analysis_figures_show_normalized_scores_and_the_noise_dose(tmp_path
     analysis = analyze(results, claims, {task: SCALE for task in results.tasks})
     colors = variant_colors(results)
     with plt.rc_context(STYLE):
-        (ax,) = plot_dose_response(results, analysis, colors).axes
+        (ax,) = plot_dose_response(analysis, colors).axes
         # One point per dose at (mean relative noise, IQM of the final return), joined in dose order.
         chain = ax.lines[-1]
         assert list(chain.get_xdata()) == pytest.approx([0.1, 0.2, 0.4])

@@ -173,6 +173,23 @@ def test_a_crossq_reference_cell_is_in_the_report(tmp_path):
     assert "| crossq/Pendulum-v1 | crossq | sac none |" in markdown
 
 
+def test_a_noise_dose_claim_gets_its_dose_response_section(tmp_path):
+    from test_analysis import write_probed
+
+    for variant, k, level, noise in (("bn", 1, 400, 0.1), ("bn-g4", 4, 300, 0.2)):
+        write_probed(tmp_path / "results", variant, level, noise, norm_kwargs={"ghost_batches": k} if k > 1 else None)
+    cache_random_returns(tmp_path / "results", **{"CartPole-v1": 20.0})
+    config = tmp_path / "claims.yaml"
+    config.write_text("claims:\n  - {name: dose, variants: [bn, bn-g4], quantity: final return, direction: less}\n")
+    md_path, _ = write_report(load_results(tmp_path / "results"), tmp_path / "report", config)
+    markdown = md_path.read_text()
+    section = markdown.split("## Noise dose-response")[1].split("## ")[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ppo/")]
+    assert [row[:5] for row in rows] == [["ppo/CartPole-v1", "bn", "bn", "1", "10"],
+                                         ["ppo/CartPole-v1", "bn", "bn-g4", "4", "10"]]
+
+
 def test_a_bench_record_is_named_in_the_setup(tmp_path):
     write_study(tmp_path, {"wn": list(300 + TEN), "bn": list(300 + TEN)})
     write_bench(tmp_path, {"ppo/CartPole-v1": {"wn": [1.0] * 12, "bn": [1.1] * 12}})

@@ -26,7 +26,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from rlnorm.analysis import stats as st  # noqa: E402
-from rlnorm.analysis.claims import Trend  # noqa: E402
 from rlnorm.analysis.results import (  # noqa: E402
     BENCH_REFERENCE,
     CNN_BENCH_REFERENCE,
@@ -146,7 +145,7 @@ def plot_study(results: Results, out_dir: str | Path, analysis: Analysis | None 
     if analysis is not None:
         figures["aggregate"] = lambda r, c: plot_aggregate(analysis, c)
         figures["performance_profile"] = lambda r, c: plot_performance_profile(analysis, c)
-        figures["dose_response"] = lambda r, c: plot_dose_response(r, analysis, c)
+        figures["dose_response"] = lambda r, c: plot_dose_response(analysis, c)
     paths = []
     with plt.rc_context(STYLE):
         for name, draw in figures.items():
@@ -274,16 +273,19 @@ def is_core(group: Group) -> bool:
     return group.norm_mode == DEFAULT_NORM_MODE and not group.norm_kwargs
 
 
-def plot_learning_curves(results: Results, colors: dict[str, str]) -> Figure:
+def plot_learning_curves(results: Results, colors: dict[str, str]) -> Figure | None:
     """
     Learning curves per task of the core variants (:func:`is_core`): IQM and 95 % CI band of each
     variant's finished runs; failed and unfinished runs as thin lines.
 
     :param results: the study's results
     :param colors: variant -> colour
-    :return: the figure
+    :return: the figure, None where no task ran a core variant
     """
-    panels = [(task, [g for g in results.groups_of(task) if is_core(g)]) for task in results.tasks]
+    cores = [(task, [g for g in results.groups_of(task) if is_core(g)]) for task in results.tasks]
+    panels = [(task, groups) for task, groups in cores if groups]
+    if not panels:
+        return None
     return _curve_panels(results, colors, [(_title(task), groups) for task, groups in panels])
 
 
@@ -703,49 +705,38 @@ def plot_performance_profile(analysis: Analysis, colors: dict[str, str]) -> Figu
     return figure
 
 
-def plot_dose_response(results: Results, analysis: Analysis, colors: dict[str, str]) -> Figure | None:
+def plot_dose_response(analysis: Analysis, colors: dict[str, str]) -> Figure | None:
     """
     Final return against the measured relative probe noise along each trend claim's variants, per task.
 
-    :param results: the study's results
-    :param analysis: the report's analysis (its trend claims)
+    :param analysis: the report's analysis (its dose-response points)
     :param colors: variant -> colour
     :return: the figure, None without a trend claim that ran
     """
-    chains = list(dict.fromkeys(part.variants for v in analysis.verdicts for part in v.claim.parts
-                                if isinstance(part, Trend) and part.quantity == "final return"))
-    panels = []
-    for task in results.tasks:
-        here = [chain for chain in chains if all(results.group(task, v) is not None for v in chain)]
-        if here:
-            panels.append((task, here))
-    if not panels:
+    tasks = list(dict.fromkeys(point.task for point in analysis.dose))
+    if not tasks:
         return None
-    figure, axes = _panels([task for task, _ in panels])
-    for ax, (task, here) in zip(axes, panels, strict=False):
+    figure, axes = _panels(tasks)
+    for ax, task in zip(axes, tasks, strict=False):
         noise_values: list[float] = []
-        for chain in here:
-            points = []
-            for variant in chain:
-                group = results.group(task, variant)
-                noise = group.values(lambda run: run.probe_mean("relative_noise"))
-                if noise.size == 0 or group.finals().size == 0:
-                    continue
-                level = st.iqm_ci(group.finals(), rng=analysis.seed)
-                spread = st.mean_ci(noise, rng=analysis.seed)
-                points.append((spread, level, variant))
+        chains = list(dict.fromkeys(point.chain for point in analysis.dose if point.task == task))
+        for chain in chains:
+            points = [point for point in analysis.dose if point.task == task and point.chain == chain]
             color = colors.get(chain[0], "grey")
-            for spread, level, variant in points:
+            for point in points:
+                spread, level = point.relative_noise, point.final
                 xerr = None if math.isnan(spread.low) else [[spread.value - spread.low], [spread.high - spread.value]]
                 yerr = None if math.isnan(level.low) else [[level.value - level.low], [level.high - level.value]]
                 ax.errorbar([spread.value], [level.value], xerr=xerr, yerr=yerr, color=color, marker="o",
-                            markersize=4, capsize=2, lw=1, label=chain[0] if variant == points[0][2] else None)
+                            markersize=4, capsize=2, lw=1, label=chain[0] if point is points[0] else None)
                 # The chain is in the legend; a point names only what sets it apart from the chain's first.
-                dose = variant.removeprefix(chain[0]).lstrip("-") if variant != chain[0] else ""
+                dose = point.variant.removeprefix(chain[0]).lstrip("-") if point is not points[0] else ""
                 ax.annotate(dose, (spread.value, level.value), fontsize=5, xytext=(3, 3), textcoords="offset points")
             if len(points) > 1:
-                ax.plot([p[0].value for p in points], [p[1].value for p in points], color=color, lw=0.8, ls=":")
-            noise_values.extend(p[0].low if not math.isnan(p[0].low) else p[0].value for p in points)
+                ax.plot([p.relative_noise.value for p in points], [p.final.value for p in points], color=color,
+                        lw=0.8, ls=":")
+            noise_values.extend(p.relative_noise.value if math.isnan(p.relative_noise.low) else p.relative_noise.low
+                                for p in points)
         # Ghost batches multiply the noise (about root-k fold): a log axis spaces the doses evenly.
         if noise_values and min(noise_values) > 0:
             ax.set_xscale("log")

@@ -232,6 +232,15 @@ def variance_table(analysis: Analysis) -> Table:
     return headers, rows
 
 
+def dose_table(analysis: Analysis) -> Table:
+    """:return: per task and dose of each noise dose-response chain, the noise measured and the return reached"""
+    headers = ["task", "chain (its first dose)", "variant", "ghost batches", "runs", "relative probe noise [95% CI]",
+               "final IQM [95% CI]", "failure rate [Wilson 95%]"]
+    rows = [["/".join(d.task), d.chain[0], d.variant, str(d.ghost_batches), str(d.runs),
+             _estimate(d.relative_noise), _estimate(d.final), _estimate(d.failure_rate)] for d in analysis.dose]
+    return headers, rows
+
+
 def threshold_notes(results: Results, analysis: Analysis) -> list[str]:
     """:return: a note for each task whose finished runs all lie on one side of the failure threshold: there, the
     failure rate cannot tell the variants apart"""
@@ -469,6 +478,15 @@ def report_blocks(results: Results, analysis: Analysis, declared: Declared, figu
                          "the tasks each variant ran on; IQM with a stratified bootstrap CI (runs resampled within "
                          "each task), as rliable computes it."),
                    ("table", aggregate_table(analysis))]
+    if analysis.dose:
+        blocks += [("h2", "Noise dose-response"),
+                   ("p", "Ghost batches dose minibatch noise alone: with k of them each training batch is split into "
+                         "k parts, each normalized with its own statistics, so the noise grows about root-k fold while "
+                         "the statistics stay those of current data (the project's docs/method.md, \"Ghost batches: "
+                         "a noise dose\"). Per dose of each trend claim on final return: the relative probe noise "
+                         "measured (each run's mean over its probe points, averaged over runs), and the final return "
+                         "and failure rate it led to. The trend verdicts (exact Jonckheere-Terpstra) are above."),
+                   ("table", dose_table(analysis))]
     if analysis.variance:
         blocks += [("h2", "Return variance"),
                    ("p", "Final returns of RL runs are often bimodal (seeds stuck at a floor, seeds at the ceiling), "

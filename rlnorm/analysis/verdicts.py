@@ -239,6 +239,30 @@ class Aggregate:
 
 
 @dataclass(frozen=True)
+class DosePoint:
+    """One dose of a noise dose-response chain on one task: the noise it measured and the return it reached.
+
+    :param task: the task
+    :param chain: the chain's variants in dose order (a trend claim's on final return)
+    :param variant: this dose's variant
+    :param ghost_batches: its ``ghost_batches`` (1: the plain layer)
+    :param runs: its finished runs
+    :param relative_noise: the runs' mean relative probe noise, averaged over runs, 95 % bootstrap CI
+    :param final: IQM of the final returns, 95 % bootstrap CI
+    :param failure_rate: fraction of runs below the task's failure threshold, Wilson CI (nan without a scale)
+    """
+
+    task: Task
+    chain: tuple[str, ...]
+    variant: str
+    ghost_batches: int
+    runs: int
+    relative_noise: st.Estimate
+    final: st.Estimate
+    failure_rate: st.Estimate
+
+
+@dataclass(frozen=True)
 class Analysis:
     """Everything a report concludes.
 
@@ -251,6 +275,7 @@ class Analysis:
     :param aggregates: per variant, across tasks
     :param scales: per task, how returns were normalized
     :param seed: the seed of the bootstrap intervals
+    :param dose: the noise dose-response: every dose of each trend claim on final return, per task
     """
 
     verdicts: tuple[ClaimVerdict, ...]
@@ -262,6 +287,7 @@ class Analysis:
     aggregates: tuple[Aggregate, ...]
     scales: dict[Task, TaskScale]
     seed: int
+    dose: tuple[DosePoint, ...] = ()
 
     @property
     def comparisons(self) -> list[Decided]:
@@ -771,6 +797,41 @@ def aggregates(results: Results, scales: dict[Task, TaskScale], rng: int) -> lis
     return out
 
 
+def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task, TaskScale],
+                  rng: int) -> list[DosePoint]:
+    """
+    The noise dose-response of each trend claim on final return: per task where every dose has finished runs
+    with probe noise, each dose's measured relative noise and the return it reached, in dose order.
+
+    :param results: the results
+    :param claims: the claims (their trend parts on final return name the chains)
+    :param scales: each task's score scale, for the failure rate
+    :param rng: seed of the bootstrap intervals
+    :return: the points, by task, chain and dose
+    """
+    chains = list(dict.fromkeys(part.variants for claim in claims for part in claim.parts
+                                if isinstance(part, Trend) and part.quantity == "final return"))
+    points = []
+    for task in results.tasks:
+        for chain in chains:
+            groups = _groups(results, task, chain)
+            if groups is None:
+                continue
+            noise = [group.values(lambda run: run.probe_mean("relative_noise")) for group in groups]
+            if any(values.size == 0 or group.finals().size == 0 for values, group in zip(noise, groups, strict=True)):
+                continue
+            scale = scales.get(task)
+            for group, values in zip(groups, noise, strict=True):
+                finals = group.finals()
+                failure = (st.failure_rate(scale.normalize(finals), scale.failure_below)
+                           if scale is not None and not math.isnan(scale.reference_return)
+                           else st.Estimate(math.nan, math.nan, math.nan))
+                points.append(DosePoint(task, chain, group.variant, int(group.norm_kwargs.get("ghost_batches", 1)),
+                                        int(finals.size), st.mean_ci(values, rng=rng), st.iqm_ci(finals, rng=rng),
+                                        failure))
+    return points
+
+
 # ----------------------------------------------------------------------------------------------- all
 
 
@@ -795,4 +856,5 @@ def analyze(results: Results, claims: tuple[Claim, ...], scales: dict[Task, Task
         start += len(steps)
     return Analysis(tuple(verdicts), primary_size, tuple(ladders), tuple(secondary[start:]),
                     sum(d.test.made for d in secondary), tuple(variance_rows(results, scales, seed)),
-                    tuple(aggregates(results, scales, seed)), scales, seed)
+                    tuple(aggregates(results, scales, seed)), scales, seed,
+                    tuple(dose_response(results, claims, scales, seed)))
