@@ -182,9 +182,11 @@ def test_the_dose_response_gives_each_dose_its_measured_noise_return_and_failure
     assert [d.failure_rate.value for d in analysis.dose] == [0.0, 0.0, 1.0]
     headers, rows = dose_table(analysis)
     assert rows[2][:5] == ["ppo/CartPole-v1", "bn", "bn-g16", "16", "10"]
-    # A trend claim on noise names no chain: the figure and the table plot noise against return.
+    # A trend claim on noise names no chain (the figure and the table plot noise against return), nor does a
+    # trend along something other than ghost batches.
     noise_claim = [{**claims[0], "quantity": "relative probe noise", "direction": "greater"}]
     assert run_analysis(tmp_path, noise_claim).dose == ()
+    assert run_analysis(tmp_path, [{**claims[0], "variants": ["mobn", "bn"]}]).dose == ()
 
 
 def test_verdicts_do_not_depend_on_the_seed(tmp_path):

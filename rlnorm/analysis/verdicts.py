@@ -275,7 +275,7 @@ class Analysis:
     :param aggregates: per variant, across tasks
     :param scales: per task, how returns were normalized
     :param seed: the seed of the bootstrap intervals
-    :param dose: the noise dose-response: every dose of each trend claim on final return, per task
+    :param dose: the noise dose-response: every dose of each trend claim on final return along ghost batches
     """
 
     verdicts: tuple[ClaimVerdict, ...]
@@ -800,8 +800,9 @@ def aggregates(results: Results, scales: dict[Task, TaskScale], rng: int) -> lis
 def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task, TaskScale],
                   rng: int) -> list[DosePoint]:
     """
-    The noise dose-response of each trend claim on final return: per task where every dose has finished runs
-    with probe noise, each dose's measured relative noise and the return it reached, in dose order.
+    The noise dose-response of each trend claim on final return along ghost batches (other trends, such as a
+    momentum sweep, dose something else): per task where every dose has finished runs with probe noise, each
+    dose's measured relative noise and the return it reached, in dose order.
 
     :param results: the results
     :param claims: the claims (their trend parts on final return name the chains)
@@ -815,7 +816,7 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
     for task in results.tasks:
         for chain in chains:
             groups = _groups(results, task, chain)
-            if groups is None:
+            if groups is None or len({group.norm_kwargs.get("ghost_batches", 1) for group in groups}) == 1:
                 continue
             noise = [group.values(lambda run: run.probe_mean("relative_noise")) for group in groups]
             if any(values.size == 0 or group.finals().size == 0 for values, group in zip(noise, groups, strict=True)):
