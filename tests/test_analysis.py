@@ -104,6 +104,12 @@ def test_spread_among_successes_is_compared_only_at_overlapping_levels(tmp_path)
     write_study(tmp_path / "apart", {"none": list(300 + TEN), "bn": list(450 + TEN)})
     apart = verdict(run_analysis(tmp_path / "apart"), VARIANCE).parts[1]
     assert apart.test.reason == "successes at different levels (their ranges do not overlap): spreads not compared"
+    # Every success of both at CartPole's cap: no split can differ, so the spread is n/a, not a test at p = 1.
+    write_study(tmp_path / "capped", {"none": [500.0] * 10, "bn": [500.0] * 8 + [100.0, 120.0]})
+    capped = verdict(run_analysis(tmp_path / "capped"), VARIANCE)
+    assert capped.parts[1].test.reason == ("n/a: every successful run of bn and none ends at one score (return 500), "
+                                           "so their spreads cannot differ")
+    assert not capped.parts[1].test.made and capped.parts[0].test.made
 
 
 def test_a_pooled_spread_comparison_names_its_drawn_permutations():
@@ -148,6 +154,7 @@ def test_probe_noise_of_a_whole_pool_is_not_applicable_and_enters_no_test(tmp_pa
     analysis = run_analysis(tmp_path)
     claim = verdict(analysis, "Mean-only BN's noise is milder than BN's")
     assert claim.verdict == NOT_MEASURED and claim.why.startswith("n/a: the probe's minibatch is its whole pool")
+    assert verdict_label(claim) == "n/a"
     assert math.isnan(claim.p) and analysis.primary_size == 0
 
 

@@ -154,9 +154,10 @@ def _bold_if_decided(verdict: str) -> str:
 
 
 def verdict_label(verdict: ClaimVerdict) -> str:
-    """:return: the verdict as a reader takes it: "cannot be significant with n = ..." where the sizes forbid it"""
+    """:return: the verdict as a reader takes it: "cannot be significant with n = ..." where the sizes forbid it,
+    "n/a" where every part's quantity cannot vary"""
     if verdict.verdict == NOT_MEASURED:
-        return NOT_MEASURED
+        return "n/a" if all((d.test.reason or "").startswith("n/a") for d in verdict.parts) else NOT_MEASURED
     if verdict.powerless and verdict.verdict not in (SUPPORTED, CONTRADICTED):
         return f"cannot be significant with n = {_sizes(verdict.parts)}"
     return verdict.verdict
@@ -418,7 +419,7 @@ def _answer(analysis: Analysis, declared: Declared) -> list[Block]:
     sentences = [f"**{v.claim.name}** ({v.scope}): **{v.verdict}**, p (Holm) {_p(v.p_adjusted)}, {v.robust}."
                  for v in decided]
     summary = (f"{len(decided)} of {len(analysis.verdicts)} claim-scope verdicts are decided; "
-               f"{len(powerless)} cannot be significant with their sample sizes; the rest are inconclusive or not "
+               f"{len(powerless)} cannot be significant with their sample sizes; the rest are inconclusive, n/a or not "
                "measured (table below).")
     return [
         ("h2", "The answer"),

@@ -46,10 +46,15 @@ class TaskScale:
         :return: (return - random) / (reference - random)"""
         return st.normalized_scores(returns, self.random_return, self.reference_return)
 
+    def return_of(self, score: float) -> float:
+        """:param score: a normalized score
+        :return: the return it stands for, in the task's own units"""
+        return self.random_return + score * (self.reference_return - self.random_return)
+
     @property
     def failure_return(self) -> float:
         """:return: the failure threshold in the task's own return units"""
-        return self.random_return + self.failure_below * (self.reference_return - self.random_return)
+        return self.return_of(self.failure_below)
 
 
 def random_policy_return(env_id: str, episodes: int = RANDOM_EPISODES, seed: int = RANDOM_SEED) -> float:

@@ -488,6 +488,10 @@ def part_tests(results: Results, claim: Claim, part: Part, scales: dict[Task, Ta
                 reason = f"fewer than {MIN_SUCCESSES} successful runs of {' or '.join(part.variants)}: no spread"
             elif not (successes[0].max() >= successes[1].min() and successes[1].max() >= successes[0].min()):
                 reason = "successes at different levels (their ranges do not overlap): spreads not compared"
+            elif np.ptp(st.merge_near_ties(np.concatenate(successes))) == 0:
+                # Every success at one score (CartPole's cap): no split of them can differ, so p is 1 by construction.
+                reason = (f"n/a: every successful run of {' and '.join(part.variants)} ends at one score "
+                          f"(return {scale.return_of(successes[0][0]):.4g}), so their spreads cannot differ")
             per_task[task] = reason or successes
             continue
         values = reason or [group.values(_per_run(part.quantity, scale)) for group in groups]
