@@ -92,6 +92,48 @@ def test_failure_rate_uses_barnard_and_any_of_pays_for_its_parts(tmp_path):
     assert claim.p == pytest.approx(failure.test.pvalue) and claim.verdict == SUPPORTED
 
 
+def test_any_of_is_contradicted_only_when_every_part_made_is(tmp_path):
+    # bn fails less often than none (significantly), while its successes spread more (undecided): "bn raises
+    # return variance" is then open, not false.
+    none = [50, 60, 70, 80, 90, 100, 110, 400, 410, 420]
+    write_study(tmp_path, {"none": none, "bn": list(np.linspace(330, 490, 10))})
+    claim = verdict(run_analysis(tmp_path), VARIANCE)
+    failure, spread = claim.parts
+    assert failure.verdict == CONTRADICTED and spread.test.made and spread.verdict == INCONCLUSIVE
+    assert claim.verdict == INCONCLUSIVE
+
+
+def test_a_part_tested_where_its_claim_is_not_measured_stays_outside_the_family(tmp_path):
+    from rlnorm.analysis.report import outcome
+    from rlnorm.analysis.verdicts import OUTSIDE_FAMILY
+
+    # A whole-pool probe (PPO's zoo CartPole): the noise part is n/a, so the all_of claim is too, and its return
+    # part, though tested, is neither inconclusive nor decided.
+    for variant, level in (("bn", 400), ("wn+mobn", 100)):
+        for seed, offset in enumerate(TEN):
+            probe = [(0, "actor", "output", 256, 256, 0.0, 0.3, 0.0, float("nan"))]
+            write_run(tmp_path, variant, seed, curve_to(level + offset), norm=variant, probe=probe)
+    analysis = run_analysis(tmp_path)
+    claim = verdict(analysis, GENTLER)
+    noise, level = claim.parts
+    assert level.test.made and level.verdict == OUTSIDE_FAMILY and outcome(level) == OUTSIDE_FAMILY
+    assert verdict_label(claim) == "n/a" and analysis.primary_size == 0
+
+
+def test_non_inferiority_knows_which_side_of_the_margin_it_can_reach(tmp_path):
+    # wn+mobn below bn in every pair, 10 a side: the floor below the margin is 0.012, so five claims' Holm
+    # correction puts a contradiction out of reach (at 0.06), while support would still be reachable.
+    write_probed(tmp_path, "bn", 400, 0.2)
+    write_probed(tmp_path, "wn+mobn", 100, 0.2)
+    claims = [{"name": f"not worse {i}", "x": "wn+mobn", "y": "bn", "quantity": "final return",
+               "direction": "not less"} for i in range(5)]
+    claim = verdict(run_analysis(tmp_path, claims), "not worse 0")
+    (part,) = claim.parts
+    assert part.test.effect.value == 0.0 and part.test.smallest_p == pytest.approx(part.test.pvalue)
+    assert part.p_adjusted == pytest.approx(5 * part.test.pvalue) and part.p_adjusted > 0.05
+    assert verdict_label(claim) == "cannot be significant with n = 10 vs 10"
+
+
 def test_spread_among_successes_is_compared_only_at_overlapping_levels(tmp_path):
     write_study(tmp_path / "wide", {"none": list(400 + TEN), "bn": list(400 + 5 * TEN)})
     claim = verdict(run_analysis(tmp_path / "wide"), VARIANCE)

@@ -330,6 +330,9 @@ def test_noninferiority_reads_the_margin_and_stays_finite_at_complete_separation
     assert interval.value == 1.0 and interval.low > 0.35
     interval, result = stats.noninferiority_test([y], [x], 0.35)
     assert interval.high < 0.35 and result.statistic < 0 and result.pvalue < 0.05
+    # Below the margin P(X > Y) can move only 0.35, not 0.65: that side's floor is far higher.
+    assert result.pvalue == pytest.approx(stats.smallest_noninferiority_pvalue([(10, 10)], 0.35, "less"))
+    assert result.pvalue == pytest.approx(2 * sps.t.sf(0.35 / np.sqrt(floor), 18)) and result.pvalue > 0.01
     equal = stats.noninferiority_test([x], [x], 0.35)[1]
     assert 0.05 < equal.pvalue < 0.5  # at P = 1/2, ten runs a side do not show P > 0.35
     with pytest.raises(ValueError, match="margin must be in"):
@@ -354,6 +357,10 @@ def test_trend_probability_and_holm_in_place():
     groups = [np.array([3.0, 4.0]), np.array([1.0, 2.0]), np.array([0.0, 0.5])]
     assert stats.trend_probability([groups], rng=0).value == 0.0
     assert stats.trend_probability([groups[::-1]], rng=0).value == 1.0
+    # Pooled, tasks weigh by their pairs of runs, as the stratified J does: 300 rising pairs and 12 falling.
+    rising, falling = [np.arange(10.0) + 10 * i for i in range(3)], [np.array([9.0, 10.0]) - 4 * i for i in range(3)]
+    assert stats.trend_probability([rising, falling], rng=0).value == pytest.approx(300 / 312)
+    assert stats.jonckheere_terpstra([rising, falling], "two-sided").statistic > 312 / 2
     assert stats.holm_adjust_at([0.01, 0.02, 0.5], 1, 0.001) == pytest.approx(0.003)
 
 

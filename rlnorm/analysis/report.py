@@ -155,9 +155,10 @@ def _bold_if_decided(verdict: str) -> str:
 
 def verdict_label(verdict: ClaimVerdict) -> str:
     """:return: the verdict as a reader takes it: "cannot be significant with n = ..." where the sizes forbid it,
-    "n/a" where every part's quantity cannot vary"""
+    "n/a" where the parts it lacks are those whose quantity cannot vary"""
     if verdict.verdict == NOT_MEASURED:
-        return "n/a" if all((d.test.reason or "").startswith("n/a") for d in verdict.parts) else NOT_MEASURED
+        missing = [d for d in verdict.parts if not d.test.made]
+        return "n/a" if all(d.test.reason.startswith("n/a") for d in missing) else NOT_MEASURED
     if verdict.powerless and verdict.verdict not in (SUPPORTED, CONTRADICTED):
         return f"cannot be significant with n = {_sizes(verdict.parts)}"
     return verdict.verdict

@@ -12,7 +12,9 @@ The rules (docs/method.md#verdicts):
   bootstrap intervals printed beside them do. Non-inferiority tests P(X > Y) against the margin instead of 1/2:
   supported when significantly on the claimed side of it (above for ``not less``, below for ``not greater``),
   contradicted when significantly on the other.
-- ``all_of`` is supported when every part is, contradicted when one is; ``any_of`` supported when one part is.
+- ``all_of`` is supported when every part is, contradicted when one is; ``any_of`` supported when one part is,
+  contradicted when every part made is. A part tested where its claim is not measured (an ``all_of`` claim
+  with another part n/a) never enters the family: it reads :data:`OUTSIDE_FAMILY`.
 - Where the sample sizes cannot reach significance after correction whatever the data, the verdict says
   "cannot be significant with n = ...", not "inconclusive". A quantity that cannot vary is "n/a" and enters
   no test. A verdict is "robust" when the alternative test (permutation of means for ranks, Fisher for
@@ -42,6 +44,8 @@ from rlnorm.study.algorithms import ALGORITHMS
 
 ALPHA = 0.05
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = "supported", "contradicted", "inconclusive", "not measured"
+OUTSIDE_FAMILY = "not decided: its claim is not measured on this scope"
+"""A part tested where its claim is not (an all_of claim with another part n/a): it never entered the family."""
 ALL_TASKS = "all tasks"
 MIN_RUNS = 2
 MIN_SUCCESSES = 3
@@ -356,8 +360,10 @@ def _location_test(claim: str, scope: str, part: Pairwise, quantity_name: str,
                   margin=part.margin, sizes=sizes, effect_name="P(X > Y)")
     if part.margin is not None:
         interval, result = st.noninferiority_test(xs, ys, part.margin)
+        side = _side(result.statistic, 0.0)
+        # The margin is off-centre: the data's side of it may be out of reach where the other is not.
         return Test(**common, effect=interval, test="welch t on P(X > Y) against the margin", pvalue=result.pvalue,
-                    side=_side(result.statistic, 0.0), smallest_p=st.smallest_noninferiority_pvalue(sizes, part.margin))
+                    side=side, smallest_p=st.smallest_noninferiority_pvalue(sizes, part.margin, side))
     effect = st.stratified_probability_of_improvement(xs, ys, rng=rng)
     rank = st.stratified_rank_test(xs, ys)
     smallest = st.smallest_rank_test_pvalue(sizes)
@@ -548,6 +554,8 @@ def _arrangements(groups: list[np.ndarray]) -> float:
 def _part_verdict(test: Test, p_adjusted: float, side: Side) -> str:
     if not test.made:
         return NOT_MEASURED
+    if math.isnan(p_adjusted):
+        return OUTSIDE_FAMILY
     if test.direction is None:
         if not p_adjusted < ALPHA or side is None:
             return "no significant difference"
@@ -569,7 +577,8 @@ def _combine(verdicts: list[str], combine: str) -> str:
         return SUPPORTED if all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
     if SUPPORTED in verdicts:
         return SUPPORTED
-    return CONTRADICTED if CONTRADICTED in verdicts else INCONCLUSIVE
+    # "A or B" is false only when both are: one part against the claim leaves it open while another is undecided.
+    return CONTRADICTED if all(v == CONTRADICTED for v in verdicts) else INCONCLUSIVE
 
 
 def _claim_p(pvalues: list[float], combine: str) -> float:
