@@ -259,8 +259,8 @@ def test_the_analysis_figures_show_normalized_scores_and_the_noise_dose(tmp_path
     from rlnorm.analysis.plots import plot_aggregate, plot_dose_response, plot_performance_profile
     from rlnorm.analysis.verdicts import analyze
 
-    for variant, level, noise in (("bn", 400, 0.1), ("bn-g4", 300, 0.2), ("bn-g16", 200, 0.4)):
-        write_probed(tmp_path, variant, level, noise)
+    for variant, k, level, noise in (("bn", 1, 400, 0.1), ("bn-g4", 4, 300, 0.2), ("bn-g16", 16, 200, 0.4)):
+        write_probed(tmp_path, variant, level, noise, norm_kwargs={"ghost_batches": k} if k > 1 else None)
     results = load_results(tmp_path)
     claims = parse_claims([{"name": "dose", "variants": ["bn", "bn-g4", "bn-g16"], "quantity": "final return",
                             "direction": "less"}], {"ppo/CartPole-v1": ["bn", "bn-g4", "bn-g16"]})
