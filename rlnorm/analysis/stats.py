@@ -1063,6 +1063,12 @@ def ordered_probability_along(groups: Sequence[np.ndarray], axis: int) -> np.nda
     return wins / pairs
 
 
+def trend_pairs(groups: Sequence[ArrayLike]) -> int:
+    """:param groups: one task's groups, in order
+    :return: the pairs of runs from two different groups: the count J's probability is taken over"""
+    return sum(np.size(a) * np.size(b) for a, b in itertools.combinations(groups, 2))
+
+
 def trend_probability(
     tasks: Sequence[Sequence[ArrayLike]], *, confidence: float = 0.95, n_resamples: int = BOOTSTRAP_RESAMPLES,
     rng: Rng = None,
@@ -1080,9 +1086,7 @@ def trend_probability(
     """
     counts = [len(groups) for groups in tasks]
     flat = [as_sample(group) for groups in tasks for group in groups]
-    sizes = [[group.size for group in flat[start:start + count]] for start, count in
-             zip(np.cumsum([0, *counts[:-1]]), counts, strict=True)]
-    weights = np.array([sum(a * b for a, b in itertools.combinations(task, 2)) for task in sizes], dtype=float)
+    weights = np.array([trend_pairs(groups) for groups in tasks], dtype=float)
 
     def statistic(*samples: np.ndarray, axis: int) -> np.ndarray:
         per_task, start = [], 0

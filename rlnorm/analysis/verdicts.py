@@ -291,7 +291,7 @@ class Analysis:
     aggregates: tuple[Aggregate, ...]
     scales: dict[Task, TaskScale]
     seed: int
-    dose: tuple[DosePoint, ...] = ()
+    dose: tuple[DosePoint, ...]
 
     @property
     def comparisons(self) -> list[Decided]:
@@ -531,7 +531,7 @@ def part_tests(results: Results, claim: Claim, part: Part, scales: dict[Task, Ta
 
 def _trend_test(claim: str, scope: str, part: Trend, tasks: list[list[np.ndarray]], rng: int) -> Test:
     result = st.jonckheere_terpstra(tasks, alternative="two-sided")
-    pairs = sum(sum(len(g[i]) * len(g[j]) for i in range(len(g)) for j in range(i + 1, len(g))) for g in tasks)
+    pairs = sum(st.trend_pairs(groups) for groups in tasks)
     effect = st.trend_probability(tasks, rng=rng)
     smallest = 2 * math.prod(1 / _arrangements(groups) for groups in tasks)
     return Test(claim, scope, " < ".join(part.variants), "", part.quantity, part.direction, None,
