@@ -469,7 +469,7 @@ def permutation_spread_test(x_tasks: Sequence[ArrayLike], y_tasks: Sequence[Arra
     medians (averaged over tasks with Brown-Forsythe's weights ``n_x n_y / (n_x + n_y)``) against its
     distribution over every split of each task's runs into groups of the same sizes. Exact under the null
     that X's and Y's runs come from one distribution, ties and caps included (CartPole's 500), where the
-    tests on deviations are not (docs/method.md#statistics). Every split is counted when there are at most
+    tests on deviations are not (docs/method.md#metrics). Every split is counted when there are at most
     :data:`EXACT_PERMUTATIONS` over all tasks; otherwise :data:`PERMUTATION_RESAMPLES` are drawn from a
     generator of fixed seed (the same data give the same p-value), and the p-value ``(b + 1) / (N + 1)`` is
     still valid.
