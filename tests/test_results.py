@@ -210,8 +210,21 @@ def test_probe_rows_of_the_scale_free_probe_are_read_whole(tmp_path):
     run = load_results(tmp_path).runs[0]
     assert run.probe[0] == ProbeRecord(256, "q", "output", 0.5, 0.1, relative_noise=0.25, noise_excess_kurtosis=0.75,
                                        batch_size=64, pool_size=5000)
-    assert run.probe_mean("relative_noise") == 0.25 and run.probe_mean("relative_noise", layer="q_net.0") == 0.125
+    assert run.probe_median("relative_noise") == 0.25 and run.probe_median("relative_noise", layer="q_net.0") == 0.125
     assert math.isnan(run.probe[1].noise_excess_kurtosis)
+
+
+def test_a_runs_probe_level_is_the_median_over_its_points_so_one_point_cannot_decide_it(tmp_path):
+    # The first off-policy point comes before any update, with BN's running statistics at their initial values:
+    # its relative noise is off-scale (a mean of these four points would be 1.05, not the 0.2 trained with).
+    q_points = [(1000, 3.6), (2000, 0.2), (3000, 0.3), (4000, 0.1)]
+    critic_points = [(1000, 0.5), (2000, 50.0), (3000, 0.7)]  # one point where the critic is nearly flat
+    write_run(tmp_path, "bn", 0, probe=[(t, "q", "output", 64, 5000, 0.1, 0.1, v, 0.0) for t, v in q_points]
+              + [(t, "critic", "output", 64, 5000, 0.1, 0.1, v, 0.0) for t, v in critic_points]
+              + [(1000, "q", "q_net.0", 64, 5000, 0.1, 0.1, 9.0, 0.0)])
+    run = load_results(tmp_path).runs[0]
+    assert run.probe_median("relative_noise") == pytest.approx((0.25 + 0.7) / 2)  # each network's median, averaged
+    assert run.probe_median("relative_noise", layer="q_net.0") == pytest.approx(9.0)
 
 
 def test_probe_drift_and_mismatch_tables(tmp_path):
@@ -225,8 +238,8 @@ def test_probe_drift_and_mismatch_tables(tmp_path):
     )
     results = load_results(tmp_path)
     run = results.runs[0]
-    assert run.probe_mean("noise") == pytest.approx(0.2)  # outputs only: (0.1 + 0.3) / 2
-    assert run.probe_mean("gap", layer="mlp.0") == pytest.approx(1.0)
+    assert run.probe_median("noise") == pytest.approx(0.2)  # outputs only: (0.1 + 0.3) / 2
+    assert run.probe_median("gap", layer="mlp.0") == pytest.approx(1.0)
     assert results.groups[0].probe_noise.value == pytest.approx(0.2)
     first = results.probe_table()[0]
     assert {key: first[key] for key in ("algo", "env_id", "variant", "seed", "timesteps", "network", "layer",
@@ -304,6 +317,6 @@ def test_probe_noise_of_a_whole_pool_minibatch_is_not_applicable_but_its_gap_is_
     write_run(tmp_path, "bn", 0, probe=[(256, "actor", "output", 256, 256, 0.0, 0.4, 0.0, float("nan")),
                                         (256, "actor", "mlp.0", 256, 256, 0.0, 0.2, 0.0, float("nan"))])
     run = load_results(tmp_path).runs[0]
-    assert math.isnan(run.probe_mean("noise")) and math.isnan(run.probe_mean("relative_noise"))
-    assert run.probe_mean("gap") == pytest.approx(0.4)
-    assert run.probe_mean("gap", layer="layers") == pytest.approx(0.2)
+    assert math.isnan(run.probe_median("noise")) and math.isnan(run.probe_median("relative_noise"))
+    assert run.probe_median("gap") == pytest.approx(0.4)
+    assert run.probe_median("gap", layer="layers") == pytest.approx(0.2)

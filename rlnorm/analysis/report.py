@@ -237,9 +237,11 @@ def variance_table(analysis: Analysis) -> Table:
 def dose_table(analysis: Analysis) -> Table:
     """:return: per task and dose of each noise dose-response chain, the noise measured and the return reached"""
     headers = ["task", "chain (its first dose)", "variant", "ghost batches", "runs", "relative probe noise [95% CI]",
-               "final IQM [95% CI]", "failure rate [Wilson 95%]"]
+               "noise at the first update, x the first dose's [95% CI]", "final IQM [95% CI]",
+               "failure rate [Wilson 95%]"]
     rows = [["/".join(d.task), d.chain[0], d.variant, str(d.ghost_batches), str(d.runs),
-             _estimate(d.relative_noise), _estimate(d.final), _estimate(d.failure_rate)] for d in analysis.dose]
+             _estimate(d.relative_noise), _estimate(d.added_noise), _estimate(d.final), _estimate(d.failure_rate)]
+            for d in analysis.dose]
     return headers, rows
 
 
@@ -283,7 +285,7 @@ def run_table(results: Results) -> Table:
                "episode spread", "relative probe noise", "train time (s)", "reason"]
     names = ("final", "auc", "within_run_dispersion", "short_term_risk", "long_term_risk", "eval_spread")
     rows = [[run.run_id, run.status, f"{run.steps[-1] if run.steps.size else 0}/{run.budget}",
-             *(_fmt(getattr(run.metrics, name)) for name in names), _fmt(run.probe_mean("relative_noise")),
+             *(_fmt(getattr(run.metrics, name)) for name in names), _fmt(run.probe_median("relative_noise")),
              _fmt(run.train_time_s), run.reason or ""] for run in results.runs]
     return headers, rows
 
@@ -486,8 +488,11 @@ def report_blocks(results: Results, analysis: Analysis, declared: Declared, figu
                          "k parts, each normalized with its own statistics, so the noise grows about root-k fold while "
                          "the statistics stay those of current data (the project's docs/method.md, \"Ghost batches: "
                          "a noise dose\"). Per dose of each trend claim on final return: the relative probe noise "
-                         "measured (each run's mean over its probe points, averaged over runs), and the final return "
-                         "and failure rate it led to. The trend verdicts (exact Jonckheere-Terpstra) are above."),
+                         "measured (each run's median over its probe points, averaged over runs: the noise it trained "
+                         "with); the noise the dose adds to one network (at the first probe point, before any update, "
+                         "where the doses of a seed share their network and states: the ratio to the first dose's, "
+                         "seed by seed); and the final return and failure rate it led to. The trend verdicts (exact "
+                         "Jonckheere-Terpstra) are above."),
                    ("table", dose_table(analysis))]
     if analysis.variance:
         blocks += [("h2", "Return variance"),
@@ -660,8 +665,9 @@ RUN_SUMMARY_COLUMNS = (
     "probe_relative_noise", "probe_layer_relative_noise", "probe_layer_noise_excess_kurtosis", "mode_mismatch",
     "mode_mismatch_max", "wall_time_s", "evaluation_s", "train_time_s", "hardware", "reason",
 )
-"""``probe_*`` are means over probe points and networks, at the outputs or (``probe_layer_*``) over every normalized
-layer; empty where undefined or not applicable (noise where the probe's minibatch was its whole pool).
+"""``probe_*`` are medians over probe points, averaged over networks (``Run.probe_median``), at the outputs or
+(``probe_layer_*``) over every normalized layer; empty where undefined or not applicable (noise where the probe's
+minibatch was its whole pool).
 ``mode_mismatch`` is the mean over updates of |r - 1| at PPO's first minibatch, ``mode_mismatch_max`` the largest
 single |r - 1| of those minibatches; empty for runs that did not log it (algorithms other than PPO/A2C)."""
 
@@ -678,11 +684,11 @@ def write_run_summary(results: Results, path: str | Path) -> Path:
     for run in results.runs:
         numbers = [
             *(getattr(run.metrics, name) for name in RunMetrics.__dataclass_fields__),
-            run.probe_mean("noise"),
-            run.probe_mean("gap"),
-            run.probe_mean("relative_noise"),
-            run.probe_mean("relative_noise", NORMALIZED_LAYERS),
-            run.probe_mean("noise_excess_kurtosis", NORMALIZED_LAYERS),
+            run.probe_median("noise"),
+            run.probe_median("gap"),
+            run.probe_median("relative_noise"),
+            run.probe_median("relative_noise", NORMALIZED_LAYERS),
+            run.probe_median("noise_excess_kurtosis", NORMALIZED_LAYERS),
             run.mismatch.values.mean() if run.mismatch is not None and run.mismatch.values.size else math.nan,
             (run.mismatch_max.values.max()
              if run.mismatch_max is not None and run.mismatch_max.values.size else math.nan),

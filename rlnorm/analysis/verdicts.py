@@ -251,7 +251,10 @@ class DosePoint:
     :param variant: this dose's variant
     :param ghost_batches: its ``ghost_batches`` (1: the plain layer)
     :param runs: its finished runs
-    :param relative_noise: the runs' mean relative probe noise, averaged over runs, 95 % bootstrap CI
+    :param relative_noise: the runs' median relative probe noise over training, averaged over runs, 95 % bootstrap CI
+    :param added_noise: the relative noise at the first probe point (before any update) over that of the chain's
+        first dose with the same seed, mean over seeds with 95 % bootstrap CI: what the dose adds to one network,
+        since the doses' networks and states are one there (nan where the chain varies more than the dose)
     :param final: IQM of the final returns, 95 % bootstrap CI
     :param failure_rate: fraction of runs below the task's failure threshold, Wilson CI (nan without a scale)
     """
@@ -262,6 +265,7 @@ class DosePoint:
     ghost_batches: int
     runs: int
     relative_noise: st.Estimate
+    added_noise: st.Estimate
     final: st.Estimate
     failure_rate: st.Estimate
 
@@ -317,9 +321,9 @@ def _per_run(quantity: str, scale: TaskScale) -> Callable[[Run], float]:
     if quantity == "within-run dispersion":
         return lambda run: _normalized_dispersion(run, scale)
     if quantity == "relative probe noise":
-        return lambda run: run.probe_mean("relative_noise")
+        return lambda run: run.probe_median("relative_noise")
     if quantity == "noise kurtosis":
-        return lambda run: run.probe_mean("noise_excess_kurtosis", NORMALIZED_LAYERS)
+        return lambda run: run.probe_median("noise_excess_kurtosis", NORMALIZED_LAYERS)
     if quantity == "training time":
         return lambda run: run.train_time_s
     raise ValueError(f"no per-run value for quantity {quantity!r}")
@@ -831,19 +835,39 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
             groups = _groups(results, task, chain)
             if groups is None or len({group.norm_kwargs.get("ghost_batches", 1) for group in groups}) == 1:
                 continue
-            noise = [group.values(lambda run: run.probe_mean("relative_noise")) for group in groups]
+            noise = [group.values(lambda run: run.probe_median("relative_noise")) for group in groups]
             if any(values.size == 0 or group.finals().size == 0 for values, group in zip(noise, groups, strict=True)):
                 continue
             scale = scales.get(task)
-            for group, values in zip(groups, noise, strict=True):
+            added = _added_noise(groups, rng)
+            for group, values, added_noise in zip(groups, noise, added, strict=True):
                 finals = group.finals()
                 failure = (st.failure_rate(scale.normalize(finals), scale.failure_below)
                            if scale is not None and not math.isnan(scale.reference_return)
                            else st.Estimate(math.nan, math.nan, math.nan))
                 points.append(DosePoint(task, chain, group.variant, int(group.norm_kwargs.get("ghost_batches", 1)),
-                                        int(finals.size), st.mean_ci(values, rng=rng), st.iqm_ci(finals, rng=rng),
-                                        failure))
+                                        int(finals.size), st.mean_ci(values, rng=rng), added_noise,
+                                        st.iqm_ci(finals, rng=rng), failure))
     return points
+
+
+def _added_noise(groups: list[Group], rng: int) -> list[st.Estimate]:
+    """Per dose, its first-point relative noise over the first dose's, seed by seed (see DosePoint.added_noise)."""
+    def design(group: Group) -> tuple:
+        kwargs = {key: value for key, value in group.norm_kwargs.items() if key != "ghost_batches"}
+        return group.norm, group.norm_mode, group.norm_in, sorted(kwargs.items())
+
+    unmeasured = st.Estimate(math.nan, math.nan, math.nan)
+    if len({repr(design(group)) for group in groups}) > 1:
+        return [unmeasured] * len(groups)
+    base = {run.seed: run.probe_first("relative_noise") for run in groups[0].finished}
+    out = []
+    for group in groups:
+        ratios = [run.probe_first("relative_noise") / base[run.seed] for run in group.finished
+                  if base.get(run.seed, 0.0) > 0.0]
+        ratios = [ratio for ratio in ratios if not math.isnan(ratio)]
+        out.append(st.mean_ci(ratios, rng=rng) if ratios else unmeasured)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- all
