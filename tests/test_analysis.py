@@ -201,25 +201,36 @@ def test_probe_noise_of_a_whole_pool_is_not_applicable_and_enters_no_test(tmp_pa
 
 
 def test_the_dose_adds_noise_to_one_network_measured_seed_by_seed_at_the_first_probe_point(tmp_path):
-    # At the first probe point, before any update, a seed's doses share their network: the ratio of their noise
-    # there is what the dose adds. Later points measure networks that trained apart (here the same level).
+    # At a first probe point before any update, a seed's doses share their network (the same eval-mode output
+    # spread, noise / relative noise): the ratio of their noise there is what the dose adds. Later points measure
+    # networks that trained apart (here the same level).
+    def write_chain(root, chain, spread_of):
+        for variant, k, factor in chain:
+            for seed, offset in enumerate(TEN):
+                first = (1.0 + seed / 10) * (factor + seed / 100 if k > 1 else 1.0)
+                spread = spread_of(k, seed)
+                probe = [(t, "q", "output", 64, 1024, value * spread, 0.0, value, 0.0)
+                         for t, value in ((1000, first), (2000, 0.2), (3000, 0.3))]
+                write_run(root, variant, seed, curve_to(400 - 10 * k + offset), norm="bn", probe=probe,
+                          norm_kwargs={"ghost_batches": k} if k > 1 else None)
+
     chain = (("bn", 1, 1.0), ("bn-g4", 4, 2.0), ("bn-g16", 16, 3.0))
-    for variant, k, factor in chain:
-        for seed, offset in enumerate(TEN):
-            first = (1.0 + seed / 10) * (factor + seed / 100 if k > 1 else 1.0)
-            probe = [(t, "q", "output", 64, 1024, 0.1, 0.0, value, 0.0)
-                     for t, value in ((1000, first), (2000, 0.2), (3000, 0.3))]
-            write_run(tmp_path, variant, seed, curve_to(400 - 10 * k + offset), norm="bn", probe=probe,
-                      norm_kwargs={"ghost_batches": k} if k > 1 else None)
     claims = [{"name": "dose", "variants": [v for v, _, _ in chain], "quantity": "final return", "direction": "less"}]
-    dose = run_analysis(tmp_path, claims).dose
+    write_chain(tmp_path / "one", chain, lambda k, seed: 0.05 + seed / 1000)
+    dose = run_analysis(tmp_path / "one", claims).dose
     assert [d.added_noise.value for d in dose] == pytest.approx([1.0, 2.045, 3.045])
     assert [d.relative_noise.value for d in dose] == pytest.approx([0.3, 0.3, 0.3])  # medians of (first, 0.2, 0.3)
-    # A chain that varies more than the dose pairs different networks: no added noise is claimed for it.
-    write_run(tmp_path, "bn-g64", 0, curve_to(100), norm="bn", norm_kwargs={"ghost_batches": 64, "momentum": 0.01},
-              probe=[(1000, "q", "output", 64, 1024, 0.1, 0.0, 9.0, 0.0)])
-    dose = run_analysis(tmp_path, [{**claims[0], "variants": ["bn", "bn-g4", "bn-g64"]}]).dose
-    assert all(math.isnan(d.added_noise.value) for d in dose)
+    # Updates before the first point (off-policy learning_starts below the batch size) leave the doses other
+    # networks there, which their output spreads show: no seed pairs, no added noise is claimed.
+    write_chain(tmp_path / "updated", chain, lambda k, seed: 0.05 * (1 + k / 100))
+    dose = run_analysis(tmp_path / "updated", claims).dose
+    assert len(dose) == 3 and [math.isnan(d.added_noise.value) for d in dose] == [False, True, True]
+    # A chain that varies more than the dose pairs different designs: no added noise is claimed for it either.
+    write_run(tmp_path / "one", "bn-g8", 0, curve_to(100), norm="bn",
+              norm_kwargs={"ghost_batches": 8, "momentum": 0.01},
+              probe=[(1000, "q", "output", 64, 1024, 0.45, 0.0, 9.0, 0.0)])
+    dose = run_analysis(tmp_path / "one", [{**claims[0], "variants": ["bn", "bn-g4", "bn-g8"]}]).dose
+    assert len(dose) == 3 and all(math.isnan(d.added_noise.value) for d in dose)
 
 
 def test_a_trend_claim_gets_the_exact_jonckheere_terpstra_test(tmp_path):

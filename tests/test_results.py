@@ -215,8 +215,8 @@ def test_probe_rows_of_the_scale_free_probe_are_read_whole(tmp_path):
 
 
 def test_a_runs_probe_level_is_the_median_over_its_points_so_one_point_cannot_decide_it(tmp_path):
-    # The first off-policy point comes before any update, with BN's running statistics at their initial values:
-    # its relative noise is off-scale (a mean of these four points would be 1.05, not the 0.2 trained with).
+    # A first point before any update, with BN's running statistics at their initial values, is off-scale: a
+    # mean of these four points would be 1.05, the median is 0.25.
     q_points = [(1000, 3.6), (2000, 0.2), (3000, 0.3), (4000, 0.1)]
     critic_points = [(1000, 0.5), (2000, 50.0), (3000, 0.7)]  # one point where the critic is nearly flat
     write_run(tmp_path, "bn", 0, probe=[(t, "q", "output", 64, 5000, 0.1, 0.1, v, 0.0) for t, v in q_points]
@@ -225,6 +225,20 @@ def test_a_runs_probe_level_is_the_median_over_its_points_so_one_point_cannot_de
     run = load_results(tmp_path).runs[0]
     assert run.probe_median("relative_noise") == pytest.approx((0.25 + 0.7) / 2)  # each network's median, averaged
     assert run.probe_median("relative_noise", layer="q_net.0") == pytest.approx(9.0)
+
+
+def test_the_first_probe_point_is_the_runs_earliest_step_never_a_later_one(tmp_path):
+    write_run(tmp_path, "bn", 0, probe=[(3000, "actor", "output", 256, 5000, 0.1, 0.0, 0.3, 0.0),
+                                        (1000, "actor", "output", 256, 5000, 0.1, 0.0, 0.7, 0.0),
+                                        (1000, "critic", "output", 256, 5000, 0.1, 0.0, 0.5, 0.0),
+                                        (2000, "critic", "output", 256, 5000, 0.1, 0.0, 9.0, 0.0)])
+    # DQN Acrobot's first point: the pool is the batch itself, so its noise is n/a, and so is the first point's.
+    write_run(tmp_path, "mobn", 0, probe=[(129, "q", "output", 128, 128, 0.0, 0.2, 0.0, float("nan")),
+                                          (10000, "q", "output", 128, 9999, 0.1, 0.3, 0.27, 0.0)])
+    first, whole_pool_first = load_results(tmp_path).runs
+    assert first.probe_first("relative_noise") == pytest.approx((0.7 + 0.5) / 2)
+    assert math.isnan(whole_pool_first.probe_first("relative_noise"))
+    assert whole_pool_first.probe_first("gap") == pytest.approx(0.2)
 
 
 def test_probe_drift_and_mismatch_tables(tmp_path):

@@ -42,7 +42,8 @@ QUANTITIES = {
     "failure rate": "the fraction of runs whose normalized final return is below the failure threshold",
     "spread among successes": "the across-seed spread of the normalized final returns of the runs that did not fail",
     "within-run dispersion": "the dispersion of a run's normalized learning curve over time (failing runs kept)",
-    "relative probe noise": "the probe's minibatch noise at the outputs over their spread across states",
+    "relative probe noise": "the probe's minibatch noise at the outputs over their spread across states, a run's "
+                            "median over its probe points",
     "noise kurtosis": "the excess kurtosis of the probe's minibatch noise, over the normalized layers",
     "training time": "seconds of training per run (the bench's paired repeats when recorded)",
 }

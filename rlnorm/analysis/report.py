@@ -237,7 +237,7 @@ def variance_table(analysis: Analysis) -> Table:
 def dose_table(analysis: Analysis) -> Table:
     """:return: per task and dose of each noise dose-response chain, the noise measured and the return reached"""
     headers = ["task", "chain (its first dose)", "variant", "ghost batches", "runs", "relative probe noise [95% CI]",
-               "noise at the first update, x the first dose's [95% CI]", "final IQM [95% CI]",
+               "noise added: first probe point, x the first dose's [95% CI]", "final IQM [95% CI]",
                "failure rate [Wilson 95%]"]
     rows = [["/".join(d.task), d.chain[0], d.variant, str(d.ghost_batches), str(d.runs),
              _estimate(d.relative_noise), _estimate(d.added_noise), _estimate(d.final), _estimate(d.failure_rate)]
@@ -491,8 +491,9 @@ def report_blocks(results: Results, analysis: Analysis, declared: Declared, figu
                          "measured (each run's median over its probe points, averaged over runs: the noise it trained "
                          "with); the noise the dose adds to one network (at the first probe point, before any update, "
                          "where the doses of a seed share their network and states: the ratio to the first dose's, "
-                         "seed by seed); and the final return and failure rate it led to. The trend verdicts (exact "
-                         "Jonckheere-Terpstra) are above."),
+                         "seed by seed, over the seeds whose first points measured one network); and the final "
+                         "return and failure rate it led to. The trend verdicts (exact Jonckheere-Terpstra) are "
+                         "above."),
                    ("table", dose_table(analysis))]
     if analysis.variance:
         blocks += [("h2", "Return variance"),

@@ -203,14 +203,14 @@ class Run:
 
     def probe_median(self, quantity: str = "noise", layer: str = OUTPUT_LAYER) -> float:
         """
-        The probe's level over training, one number per run: per network (and layer) the median over its probe
-        points, averaged over the networks (and layers).
+        The probe's level over training, one number per run: per (network, layer) series the median over its
+        probe points, averaged over the series.
 
-        A median, not a mean: a single probe point can outweigh the rest. An off-policy run's first point comes
-        before any update, when BN's running statistics still hold their initial values, so the eval-mode spread
-        that scales the relative noise is not the data's (DQN CartPole bn: about 3.6 there, 0.2 to 0.3 later);
-        and where a Q-function is nearly flat across states, its relative noise at that point can reach 50. A
-        ``fixed`` variant's one noisy point (its first update) likewise leaves its level at 0.
+        A median, not a mean: a single probe point can outweigh the rest. A run's first point can come before
+        any update, when BN's running statistics still hold their initial values, so the eval-mode spread that
+        scales the relative noise is not the data's (DQN CartPole bn: about 3.6 there, a median of 0.2 later);
+        and where a Q-function is nearly flat across states, its relative noise at one point can reach 60. With
+        3 or more points, a ``fixed`` variant's one noisy point (its first update) leaves its level at 0.
 
         Not applicable is not zero: where the probe's minibatch was its whole pool (PPO's zoo CartPole, whose
         minibatch is the whole rollout), every draw is the same batch, so the noise quantities are 0 by
@@ -226,22 +226,28 @@ class Run:
 
     def probe_first(self, quantity: str = "noise", layer: str = OUTPUT_LAYER) -> float:
         """
-        The probe at the run's first probe point, averaged over networks (and layers): before any update, so
-        variants that differ only in how they train (ghost batches) measure one network there, seed by seed.
-        Acting is in eval mode and off-policy runs act at random until updates begin, so the pool of states is
-        theirs too. Whole-pool noise is left out as in :meth:`probe_median`.
+        The probe at the run's first probe point, averaged over networks (and layers). Where that point comes
+        before any update (PPO/A2C: the first rollout; off-policy: when ``learning_starts`` is at least the batch
+        size), runs that differ only in how they train, such as ghost-batch doses, measure one network there,
+        seed by seed: acting is in eval mode and off-policy runs act at random until updates begin.
 
         :param quantity: a field of :class:`ProbeRecord`
         :param layer: ``output``, a normalized layer's module name, or :data:`NORMALIZED_LAYERS`
-        :return: the mean over series of their first defined values, nan without any
+        :return: the mean over series of their values at the run's earliest probe step; nan where none is defined
+            there (a whole-pool point's noise, say), never a later point's
         """
-        series = self._probe_series(quantity, layer)
+        if not self.probe:
+            return math.nan
+        first = min(record.timesteps for record in self.probe)
+        series = self._probe_series(quantity, layer, at=first)
         return float(np.mean([values[0] for values in series.values()])) if series else math.nan
 
-    def _probe_series(self, quantity: str, layer: str) -> dict[tuple[str, str], list[float]]:
-        """:return: per (network, layer) asked for, the defined values of ``quantity`` in step order"""
+    def _probe_series(self, quantity: str, layer: str, at: int | None = None) -> dict[tuple[str, str], list[float]]:
+        """:return: per (network, layer) asked for, the defined values of ``quantity`` in step order (or at step
+        ``at`` only)"""
         every_layer = layer == NORMALIZED_LAYERS
-        records = [r for r in self.probe if (r.layer != OUTPUT_LAYER if every_layer else r.layer == layer)]
+        records = [r for r in self.probe if (r.layer != OUTPUT_LAYER if every_layer else r.layer == layer)
+                   and (at is None or r.timesteps == at)]
         if quantity != "gap":
             records = [r for r in records if not r.whole_pool]
         series: dict[tuple[str, str], list[float]] = {}

@@ -38,7 +38,7 @@ from scipy import stats as sps
 from rlnorm.analysis import metrics
 from rlnorm.analysis import stats as st
 from rlnorm.analysis.claims import Claim, Pairwise, Part, Trend
-from rlnorm.analysis.results import NORM_MODES, NORMALIZED_LAYERS, Group, Results, Run
+from rlnorm.analysis.results import NORM_MODES, NORMALIZED_LAYERS, OUTPUT_LAYER, Group, Results, Run
 from rlnorm.analysis.scales import TaskScale
 from rlnorm.study.algorithms import ALGORITHMS
 
@@ -50,6 +50,9 @@ ALL_TASKS = "all tasks"
 MIN_RUNS = 2
 MIN_SUCCESSES = 3
 """Successful runs each variant needs for a spread among them: with 2, both deviate from their median alike."""
+FIRST_SPREAD_TOLERANCE = 1e-5
+"""Relative difference of two runs' first-point output spreads still read as one network: the probe computes in
+float32 (one network measured twice differs by about 1e-7), one update of another ghost-batch dose by far more."""
 Task = tuple[str, str]
 Side = Literal["greater", "less"] | None
 Family = Literal["primary", "secondary"]
@@ -252,9 +255,10 @@ class DosePoint:
     :param ghost_batches: its ``ghost_batches`` (1: the plain layer)
     :param runs: its finished runs
     :param relative_noise: the runs' median relative probe noise over training, averaged over runs, 95 % bootstrap CI
-    :param added_noise: the relative noise at the first probe point (before any update) over that of the chain's
-        first dose with the same seed, mean over seeds with 95 % bootstrap CI: what the dose adds to one network,
-        since the doses' networks and states are one there (nan where the chain varies more than the dose)
+    :param added_noise: the relative noise at the first probe point over that of the chain's first dose with the
+        same seed, mean over seeds with 95 % bootstrap CI: what the dose adds to one network, from the seeds whose
+        doses measured one network and pool there (before any update); nan where none did or where the chain
+        varies more than the dose
     :param final: IQM of the final returns, 95 % bootstrap CI
     :param failure_rate: fraction of runs below the task's failure threshold, Wilson CI (nan without a scale)
     """
@@ -819,7 +823,8 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
     """
     The noise dose-response of each trend claim on final return along ghost batches (other trends, such as a
     momentum sweep, dose something else): per task where every dose has finished runs with probe noise, each
-    dose's measured relative noise and the return it reached, in dose order.
+    dose's relative noise over training, the noise it adds to one network, and the return it reached, in dose
+    order.
 
     :param results: the results
     :param claims: the claims (their trend parts on final return name the chains)
@@ -853,21 +858,38 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
 
 def _added_noise(groups: list[Group], rng: int) -> list[st.Estimate]:
     """Per dose, its first-point relative noise over the first dose's, seed by seed (see DosePoint.added_noise)."""
-    def design(group: Group) -> tuple:
+    def design(group: Group) -> str:
         kwargs = {key: value for key, value in group.norm_kwargs.items() if key != "ghost_batches"}
-        return group.norm, group.norm_mode, group.norm_in, sorted(kwargs.items())
+        return repr((group.norm, group.norm_mode, group.norm_in, sorted(kwargs.items())))
 
     unmeasured = st.Estimate(math.nan, math.nan, math.nan)
-    if len({repr(design(group)) for group in groups}) > 1:
+    if len({design(group) for group in groups}) > 1:
         return [unmeasured] * len(groups)
-    base = {run.seed: run.probe_first("relative_noise") for run in groups[0].finished}
+    base = {run.seed: run for run in groups[0].finished}
     out = []
     for group in groups:
-        ratios = [run.probe_first("relative_noise") / base[run.seed] for run in group.finished
-                  if base.get(run.seed, 0.0) > 0.0]
-        ratios = [ratio for ratio in ratios if not math.isnan(ratio)]
+        ratios = [run.probe_first("relative_noise") / base[run.seed].probe_first("relative_noise")
+                  for run in group.finished if run.seed in base and _one_network_first(run, base[run.seed])]
+        ratios = [ratio for ratio in ratios if math.isfinite(ratio)]
         out.append(st.mean_ci(ratios, rng=rng) if ratios else unmeasured)
     return out
+
+
+def _one_network_first(run: Run, other: Run) -> bool:
+    """Whether two runs' first probe points measured one network on one pool of states: the same step and the same
+    eval-mode output spread (noise over relative noise) for every network, to float32 rounding. Updates before
+    the first point (off-policy ``learning_starts`` below the batch size) make the doses' networks differ."""
+    def first_spreads(of: Run) -> tuple[int, dict[str, float]] | None:
+        if not of.probe:
+            return None
+        step = min(record.timesteps for record in of.probe)
+        return step, {r.network: r.noise / r.relative_noise for r in of.probe
+                      if r.timesteps == step and r.layer == OUTPUT_LAYER and not r.whole_pool and r.relative_noise > 0}
+
+    mine, theirs = first_spreads(run), first_spreads(other)
+    return (mine is not None and theirs is not None and mine[0] == theirs[0] and bool(mine[1])
+            and mine[1].keys() == theirs[1].keys()
+            and all(math.isclose(mine[1][net], theirs[1][net], rel_tol=FIRST_SPREAD_TOLERANCE) for net in mine[1]))
 
 
 # ----------------------------------------------------------------------------------------------- all
