@@ -236,11 +236,15 @@ class Run:
         :return: the mean over series of their values at the run's earliest probe step; nan where none is defined
             there (a whole-pool point's noise, say), never a later point's
         """
-        if not self.probe:
+        if self.first_probe_step is None:
             return math.nan
-        first = min(record.timesteps for record in self.probe)
-        series = self._probe_series(quantity, layer, at=first)
+        series = self._probe_series(quantity, layer, at=self.first_probe_step)
         return float(np.mean([values[0] for values in series.values()])) if series else math.nan
+
+    @property
+    def first_probe_step(self) -> int | None:
+        """:return: the environment step of the run's first probe point, None without a probe"""
+        return min((record.timesteps for record in self.probe), default=None)
 
     def _probe_series(self, quantity: str, layer: str, at: int | None = None) -> dict[tuple[str, str], list[float]]:
         """:return: per (network, layer) asked for, the defined values of ``quantity`` in step order (or at step

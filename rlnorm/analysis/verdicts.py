@@ -879,17 +879,14 @@ def _one_network_first(run: Run, other: Run) -> bool:
     """Whether two runs' first probe points measured one network on one pool of states: the same step and the same
     eval-mode output spread (noise over relative noise) for every network, to float32 rounding. Updates before
     the first point (off-policy ``learning_starts`` below the batch size) make the doses' networks differ."""
-    def first_spreads(of: Run) -> tuple[int, dict[str, float]] | None:
-        if not of.probe:
-            return None
-        step = min(record.timesteps for record in of.probe)
-        return step, {r.network: r.noise / r.relative_noise for r in of.probe
-                      if r.timesteps == step and r.layer == OUTPUT_LAYER and not r.whole_pool and r.relative_noise > 0}
+    def first_spreads(of: Run) -> dict[str, float]:
+        step = of.first_probe_step
+        return {r.network: r.noise / r.relative_noise for r in of.probe
+                if r.timesteps == step and r.layer == OUTPUT_LAYER and not r.whole_pool and r.relative_noise > 0}
 
     mine, theirs = first_spreads(run), first_spreads(other)
-    return (mine is not None and theirs is not None and mine[0] == theirs[0] and bool(mine[1])
-            and mine[1].keys() == theirs[1].keys()
-            and all(math.isclose(mine[1][net], theirs[1][net], rel_tol=FIRST_SPREAD_TOLERANCE) for net in mine[1]))
+    return (run.first_probe_step == other.first_probe_step and bool(mine) and mine.keys() == theirs.keys()
+            and all(math.isclose(mine[net], theirs[net], rel_tol=FIRST_SPREAD_TOLERANCE) for net in mine))
 
 
 # ----------------------------------------------------------------------------------------------- all
