@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ def one_torch_thread():
     # Bit-identical results on CPU need the same thread count (docs/method.md#sb3-and-the-norms); one is also
     # fastest here.
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sb3_logdir(tmp_path_factory):
+    # SB3 makes an empty SB3-<time> directory in the system temp dir for every model that learns without a logger
+    # of its own; keep them in pytest's temporary tree, which pytest cleans up.
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3"))
 
 
 @pytest.fixture(scope="session")
