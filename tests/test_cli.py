@@ -1,6 +1,7 @@
 """The analysis subcommands of `rlnorm`, end to end on a real (smoke) study."""
 
 import json
+import tempfile
 
 import pytest
 
@@ -70,11 +71,14 @@ def test_bench_records_paired_training_times_for_the_report(tmp_path, capsys):
     assert "--sac-steps" in capsys.readouterr().err
 
 
-def test_bench_speed_measures_each_task_and_names_a_bad_one(capsys):
+def test_bench_speed_measures_each_task_and_names_a_bad_one(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("SB3_LOGDIR")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert main(["bench", "--speed", "ppo:CartPole-v1", "--speed", "dqn:CartPole-v1:bn"]) == 0
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
     assert [(row[1].strip(), row[3].strip()) for row in rows] == [("ppo", "none"), ("dqn", "bn")]
     assert all(float(row[4]) > 0 for row in rows)
+    assert list(tmp_path.glob("SB3-*")) == []  # no SB3-<time> directory per timed model in the temp dir
     assert main(["bench", "--speed", "sac:CartPole-v2"]) == 2
     assert "CartPole-v2" in capsys.readouterr().err
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 
 from rlnorm.analysis import stats as st
 from rlnorm.analysis.results import BENCH_REFERENCE
@@ -95,6 +96,12 @@ def paired_times(variants: Sequence[str], repeats: int, measure: Callable[[str],
     return times
 
 
+def silent_logger() -> Logger:
+    """:return: a logger without outputs, what SB3 uses at ``verbose=0`` minus the empty ``SB3-<time>``
+    directory SB3 makes in the system temp dir for every model that learns without a logger of its own"""
+    return Logger(folder=None, output_formats=[])
+
+
 def _build(algo: str, env_id: str, policy: str, seed: int = 0):
     agent = load_agent(algo, env_id)
     env = make_vec_env(make_env, n_envs=agent.n_envs, seed=seed, env_kwargs={"env_id": env_id})
@@ -104,6 +111,7 @@ def _build(algo: str, env_id: str, policy: str, seed: int = 0):
         policy_class = ALGORITHMS[algo].policy_class()
         kwargs["policy_kwargs"]["norm"], kwargs["policy_kwargs"]["norm_kwargs"] = _norm_of(policy)
     model = agent.algo_class(policy_class, env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model.set_logger(silent_logger())
     if policy == PLAIN_FAST:
         policy_net = model.policy
         use_fast_optimizers(*([policy_net.optimizer] if hasattr(policy_net, "optimizer")

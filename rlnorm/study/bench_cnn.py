@@ -40,7 +40,7 @@ from rlnorm.core.envs import make_env
 from rlnorm.core.extractors import FEATURES_EXTRACTORS
 from rlnorm.core.norms import normalize_mlp
 from rlnorm.core.policies import NormActorCriticPolicy, NormDQNPolicy
-from rlnorm.study.bench import CORE_NORMS, median_ratio_cis, paired_times
+from rlnorm.study.bench import CORE_NORMS, median_ratio_cis, paired_times, silent_logger
 
 MINATAR_ENV = "MinAtar/Breakout-v1"
 ATARI_SHAPE = (4, 84, 84)
@@ -127,6 +127,7 @@ def build_model(workload: Workload, variant: str, seed: int = 0) -> BaseAlgorith
     else:
         policy_kwargs["norm"] = variant
     model = algo(policy, env, seed=seed, device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kwargs)
+    model.set_logger(silent_logger())
     if workload.step == "update":
         # One rollout (PPO) or learning_starts random steps (DQN) fill the buffer; no update yet for DQN.
         model.learn(kwargs.get("n_steps", 0) * env.num_envs + kwargs.get("learning_starts", 0))

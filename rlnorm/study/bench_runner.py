@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from rlnorm.study.agents import load_agent
+from rlnorm.study.bench import silent_logger
 from rlnorm.study.config import RunSpec, load_study, single_run
 from rlnorm.study.executors import run_local
 from rlnorm.study.run import build_model, make_env, prepare_process, run_one
@@ -92,6 +93,7 @@ def _time_paired_here(specs: list[RunSpec]) -> PairedTimes:
 def _learn_bare(spec: RunSpec) -> None:
     agent = load_agent(spec.algo, spec.env_id)
     model = build_model(spec, agent, make_env(agent, agent.n_envs))
+    model.set_logger(silent_logger())
     model.learn(total_timesteps=spec.timesteps)
 
 
