@@ -60,6 +60,21 @@ def test_report_files(tmp_path):
     assert "ppo/CartPole-v1: every finished run is below the failure threshold (return 248)" in markdown
     assert "versions: python 3.11, torch 2.13.0" in markdown and "host testhost" in markdown
     assert "wall time: 60 s (1.0 min) summed over 6 recorded runs (mean 10 s per run" in markdown
+    assert "| runs timed | wall time      | mean per run (s) | evaluation (% of wall time)" in markdown
+
+
+def test_the_cost_table_gives_each_tasks_wall_time_and_its_evaluation_and_probe_shares(tmp_path):
+    from rlnorm.analysis.report import cost_table
+
+    for seed in range(3):  # each: 10 s of wall time, 1 s evaluating, 0.5 s probing
+        write_run(tmp_path, "none", seed, curve_to(400.0))
+    write_run(tmp_path, "none", 3, [0.0], status=RUNNING)  # no wall time yet: left out
+    done = tmp_path / "ppo/CartPole-v1/none/seed-2/done.json"
+    done.write_text(json.dumps({**json.loads(done.read_text()), "wall_time_s": 40.0, "probe_s": 5.0}))
+    headers, rows = cost_table(load_results(tmp_path))
+    (task, timed, wall, mean, evaluation, probe), = rows
+    assert (task, timed, wall, mean) == ("ppo/CartPole-v1", "3", "60 s (1.0 min)", "20")
+    assert float(evaluation) == 100 * 3 / 60 and float(probe) == 100 * 6 / 60
 
 
 def test_report_writes_the_per_run_summary_as_plain_numbers(tmp_path):

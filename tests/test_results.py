@@ -84,6 +84,7 @@ def write_run(
     record = {
         "wall_time_s": wall_time_s,
         "evaluation_s": 1.0,
+        "probe_s": 0.5,
         "host": "testhost",
         "hardware": "Test CPU, 2 cores, 24 GiB",
         "peak_memory_mib": 300.0,

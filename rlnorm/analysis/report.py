@@ -293,13 +293,19 @@ def run_table(results: Results) -> Table:
 def group_table(results: Results) -> Table:
     """:return: one row per (algo, env, variant): run counts, level and dispersion across seeds, with CIs"""
     headers = ["task", "variant", "mode", "done/failed/running", "final IQM [95% CI]", "final mean [95% CI]",
-               "std [95% CI]", "IQR", "worst run", "within-run disp. [95% CI]", "long risk", "probe noise",
+               "std [95% CI]", "IQR", "worst run", "within-run disp. [95% CI]", "long risk", "absolute probe noise",
                "train time (s)"]
     rows = [["/".join(g.task), g.variant, g.norm_mode, "/".join(str(g.count(s)) for s in (DONE, FAILED, RUNNING)),
              _estimate(g.final_iqm), _estimate(g.final_mean), _estimate(g.final_std), _fmt(g.final_iqr),
              _fmt(g.final_cvar), _estimate(g.within_run_dispersion), _fmt(g.long_term_risk),
              _estimate(g.probe_noise), _fmt(g.train_time_s.value)] for g in results.groups]
     return headers, rows
+
+
+def _share_of(seconds: list[float], total: float) -> str:
+    """:return: the known seconds' sum in % of total, "-" when none is known (records older than the field)"""
+    known = [value for value in seconds if not math.isnan(value)]
+    return _fmt(100 * sum(known) / total) if known and total > 0 else "-"
 
 
 def markdown_table(table: Table) -> str:
@@ -413,7 +419,23 @@ def setup_blocks(results: Results) -> list[Block]:
         ("table", tasks),
         ("table", variants),
         ("list", *facts),
+        ("table", cost_table(results)),
     ]
+
+
+def cost_table(results: Results) -> Table:
+    """:return: per task, the recorded runs' summed wall time and the shares of it spent evaluating and probing
+    (what a study's evaluation and probe intervals cost)"""
+    headers = ["task", "runs timed", "wall time", "mean per run (s)", "evaluation (% of wall time)",
+               "probe (% of wall time)"]
+    rows = []
+    for task in results.tasks:
+        timed = [run for run in results.runs if run.task == task and not math.isnan(run.wall_time_s)]
+        wall = sum(run.wall_time_s for run in timed)
+        rows.append(["/".join(task), str(len(timed)), _duration(wall), _fmt(wall / len(timed)) if timed else "-",
+                     _share_of([run.evaluation_s for run in timed], wall),
+                     _share_of([run.probe_s for run in timed], wall)])
+    return headers, rows
 
 
 def _answer(analysis: Analysis, declared: Declared) -> list[Block]:
@@ -664,7 +686,7 @@ RUN_SUMMARY_COLUMNS = (
     "run", "algo", "env", "variant", "norm", "norm_mode", "norm_kwargs", "norm_in", "seed", "status",
     "ghost_batches", "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap",
     "probe_relative_noise", "probe_layer_relative_noise", "probe_layer_noise_excess_kurtosis", "mode_mismatch",
-    "mode_mismatch_max", "wall_time_s", "evaluation_s", "train_time_s", "hardware", "reason",
+    "mode_mismatch_max", "wall_time_s", "evaluation_s", "probe_s", "train_time_s", "hardware", "reason",
 )
 """``probe_*`` are medians over probe points, averaged over networks (``Run.probe_median``), at the outputs or
 (``probe_layer_*``) over every normalized layer; empty where undefined or not applicable (noise where the probe's
@@ -695,6 +717,7 @@ def write_run_summary(results: Results, path: str | Path) -> Path:
              if run.mismatch_max is not None and run.mismatch_max.values.size else math.nan),
             run.wall_time_s,
             run.evaluation_s,
+            run.probe_s,
             run.train_time_s,
         ]
         rows.append([

@@ -151,6 +151,7 @@ class Run:
     :param metrics: metrics of the curve
     :param wall_time_s: seconds from start to the record (nan while running)
     :param evaluation_s: seconds of it spent evaluating (nan if unknown)
+    :param probe_s: seconds of it spent probing the minibatch noise (nan if unknown)
     :param host: the machine it ran on
     :param hardware: its processor, cores and memory
     :param peak_memory_mib: peak resident memory of its worker
@@ -181,6 +182,7 @@ class Run:
     metrics: RunMetrics
     wall_time_s: float = math.nan
     evaluation_s: float = math.nan
+    probe_s: float = math.nan
     host: str = ""
     hardware: str = ""
     peak_memory_mib: float = math.nan
@@ -514,6 +516,7 @@ def read_run(directory: Path, root: Path) -> Run:
         metrics=run_metrics(steps, episodes),
         wall_time_s=float(record.get("wall_time_s", math.nan)),
         evaluation_s=float(record.get("evaluation_s", math.nan)),
+        probe_s=float(record.get("probe_s", math.nan)),
         host=record.get("host", ""),
         hardware=record.get("hardware", ""),
         peak_memory_mib=float(record.get("peak_memory_mib", math.nan)),
