@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,13 +24,17 @@ def _cmd_norms(args: argparse.Namespace) -> int:
 def _cmd_study(args: argparse.Namespace) -> int:
     from rlnorm.study.config import ConfigError, load_study
     from rlnorm.study.executors import ExecutorError
-    from rlnorm.study.study import StudyError, run_study
+    from rlnorm.study.study import StudyError, progress_report, run_study, study_progress
 
     try:
         config = load_study(args.config, out=args.out)
         config = dataclasses.replace(
             config, executor=args.executor or config.executor, workers=args.workers or config.workers
         )
+        if args.status:
+            # The local executor's default: one worker per core.
+            print(progress_report(study_progress(config), config.workers or os.cpu_count() or 1))
+            return 0
         if args.address and config.executor != "ray":
             raise ConfigError(f"--address is for the ray executor, and this study uses {config.executor}")
         summary = run_study(config, retry_failed=args.retry_failed, quiet=args.quiet, address=args.address,
@@ -189,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--allow-other-code", action="store_true",
                        help="resume even if finished runs were made by another version of the training code")
     study.add_argument("--quiet", action="store_true", help="no progress bar, only the summary (for CI logs)")
+    study.add_argument("--status", action="store_true",
+                       help="run nothing: print how many runs are done, failed and left, and an estimate of the "
+                            "time left from the finished runs' wall times (safe while the study runs)")
     study.set_defaults(func=_cmd_study)
 
     train = _command(commands, "train", "train and evaluate one run, recorded as a study run is")

@@ -24,7 +24,7 @@ from rlnorm.study import study
 from rlnorm.study.config import load_study
 from rlnorm.study.executors import ExecutorError, run_local
 from rlnorm.study.run import build_model, run_one
-from rlnorm.study.study import StudyError, run_study, study_lock
+from rlnorm.study.study import StudyError, TaskProgress, run_study, study_lock, study_progress
 
 SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 N_RUNS = 8
@@ -149,6 +149,45 @@ def test_failures_are_isolated_recorded_and_retried_alone(reference, tmp_path, m
     assert "8 done (2 now, 6 before), 0 failed" in capsys.readouterr().out
     assert not list(out.rglob("failed.json"))
     assert_same_results(out, reference)
+
+
+def test_status_counts_the_runs_and_estimates_the_time_left_from_the_finished_ones(tmp_path, capsys):
+    out = tmp_path / "out"
+
+    def record(run_id: str, name: str, content: dict) -> None:
+        (out / run_id).mkdir(parents=True, exist_ok=True)
+        (out / run_id / name).write_text(json.dumps(content))
+
+    config = load_study(SMOKE, out=out)
+    # Nothing finished yet: nothing to measure the time left by.
+    assert [(task.done, task.failed, task.to_do) for task in study_progress(config)] == [(0, 0, 4)] * 2
+    assert all(np.isnan(task.left_s) for task in study_progress(config))
+    assert main(["study", str(SMOKE), "--out", str(out), "--status"]) == 0
+    report = capsys.readouterr().out
+    assert "ppo/CartPole-v1: 0 of 4 done, 0 failed, 4 to do: time left unknown (no finished run" in report
+    assert "in all: 0 of 8 done, 8 to do: time left unknown (no finished run to measure)" in report
+    assert not out.exists()  # read only
+    for run_id, wall in [("ppo/CartPole-v1/none/seed-0", 10.0), ("ppo/CartPole-v1/none/seed-1", 30.0),
+                         ("ppo/CartPole-v1/bn/seed-0", 50.0)]:
+        record(run_id, "done.json", {"wall_time_s": wall})
+    assert main(["study", str(SMOKE), "--out", str(out), "--status"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith(
+        "plus 4 runs of tasks not yet measured (from the finished runs' median wall time per variant, on the "
+        "machines that made them)")
+    record("dqn/CartPole-v1/bn/seed-0", "done.json", {"wall_time_s": 40.0})
+    record("dqn/CartPole-v1/none/seed-0", "failed.json", {"reason": "RuntimeError: injected"})
+    (out / "dqn/CartPole-v1/none/seed-1").mkdir(parents=True)  # interrupted: still to do
+    ppo, dqn = study_progress(config)
+    # ppo: bn seed-1 left, at bn's median (50 s); dqn: none seed-1 at the task's median (none has no finished
+    # run) and bn seed-1 at bn's, 40 s each.
+    assert ppo == TaskProgress("ppo/CartPole-v1", runs=4, done=3, failed=0, left_s=50.0) and ppo.to_do == 1
+    assert dqn == TaskProgress("dqn/CartPole-v1", runs=4, done=1, failed=1, left_s=80.0) and dqn.to_do == 2
+    assert main(["study", str(SMOKE), "--out", str(out), "--status", "--workers", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ppo/CartPole-v1: 3 of 4 done, 0 failed, 1 to do: about ")
+    assert lines[1].startswith("dqn/CartPole-v1: 1 of 4 done, 1 failed, 2 to do: about ")
+    assert lines[2].startswith("in all: 4 of 8 done, 3 to do: about ") and "with 1 worker (" in lines[2]
+    assert sorted(path.name for path in out.iterdir()) == ["dqn", "ppo"]  # read only: no lock, no study.json
 
 
 def test_a_second_study_on_the_same_directory_is_refused(tmp_path):

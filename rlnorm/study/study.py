@@ -22,9 +22,12 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import shutil
+import statistics
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -126,6 +129,86 @@ def run_study(
                 progress.update()
     summary.wall_time_s = time.perf_counter() - start
     return summary
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """How far a study's runs of one task are.
+
+    :param task: ``<algo>/<env>``
+    :param runs: runs of the task in the study
+    :param done: finished runs
+    :param failed: failed runs (redone only with ``retry_failed``)
+    :param left_s: estimated seconds one worker needs for the runs still to do: per variant, its finished runs'
+        median wall time (the task's median for a variant with none); nan if no run of the task has finished
+    """
+
+    task: str
+    runs: int
+    done: int
+    failed: int
+    left_s: float
+
+    @property
+    def to_do(self) -> int:
+        """:return: runs neither finished nor failed (unstarted, running or interrupted)"""
+        return self.runs - self.done - self.failed
+
+
+def study_progress(config: StudyConfig) -> list[TaskProgress]:
+    """Read what is finished in a study's output directory, without taking its lock or changing anything, so it
+    can be asked while the study runs.
+
+    :param config: the study
+    :return: one entry per task, in the config's order
+    """
+    out = config.out.resolve()
+    wall: dict[tuple[str, str], list[float]] = defaultdict(list)
+    failed: dict[str, int] = defaultdict(int)
+    left: dict[str, list[str]] = defaultdict(list)  # task -> the variant of each run to do
+    specs = config.runs()
+    for spec in specs:
+        task, run_dir = f"{spec.algo}/{spec.env_id}", out / spec.run_id
+        if (run_dir / "done.json").exists():
+            wall[task, spec.variant.name].append(json.loads((run_dir / "done.json").read_text())["wall_time_s"])
+        elif (run_dir / "failed.json").exists():
+            failed[task] += 1
+        else:
+            left[task].append(spec.variant.name)
+    progress = []
+    for task in dict.fromkeys(f"{spec.algo}/{spec.env_id}" for spec in specs):
+        times = [t for (of, _), values in wall.items() if of == task for t in values]
+        task_median = statistics.median(times) if times else math.nan
+        left_s = sum(statistics.median(wall[task, variant]) if wall[task, variant] else task_median
+                     for variant in left[task])
+        runs = sum(f"{spec.algo}/{spec.env_id}" == task for spec in specs)
+        progress.append(TaskProgress(task, runs, len(times), failed[task], left_s))
+    return progress
+
+
+def progress_report(progress: list[TaskProgress], workers: int) -> str:
+    """:param progress: the study's tasks (:func:`study_progress`)
+    :param workers: runs at the same time
+    :return: one line per task, then the total with the time left at that many workers"""
+    lines = []
+    for task in progress:
+        left = "nothing left" if task.to_do == 0 else (
+            "time left unknown (no finished run to measure)" if math.isnan(task.left_s)
+            else f"about {task.left_s / 3600:.2f} CPU-hours left")
+        lines.append(f"{task.task}: {task.done} of {task.runs} done, {task.failed} failed, {task.to_do} to do: {left}")
+    to_do = sum(task.to_do for task in progress)
+    known = sum(task.left_s for task in progress if task.to_do and not math.isnan(task.left_s))
+    unknown = sum(task.to_do for task in progress if task.to_do and math.isnan(task.left_s))
+    total = f"in all: {sum(task.done for task in progress)} of {sum(task.runs for task in progress)} done"
+    if to_do == unknown > 0:
+        total += f", {to_do} to do: time left unknown (no finished run to measure)"
+    elif to_do:
+        total += (f", {to_do} to do: about {known / 3600:.2f} CPU-hours, {known / 3600 / workers:.2f} h with "
+                  f"{workers} worker{'s' if workers > 1 else ''}")
+        total += f", plus {unknown} runs of tasks not yet measured" if unknown else ""
+        total += " (from the finished runs' median wall time per variant, on the machines that made them)"
+    lines.append(total)
+    return "\n".join(lines)
 
 
 def _plan(
