@@ -432,7 +432,7 @@ def cost_table(results: Results) -> Table:
     for task in results.tasks:
         timed = [run for run in results.runs if run.task == task and not math.isnan(run.wall_time_s)]
         wall = sum(run.wall_time_s for run in timed)
-        rows.append(["/".join(task), str(len(timed)), _duration(wall), _fmt(wall / len(timed)) if timed else "-",
+        rows.append(["/".join(task), str(len(timed)), _duration(wall), f"{wall / len(timed):,.0f}" if timed else "-",
                      _share_of([run.evaluation_s for run in timed], wall),
                      _share_of([run.probe_s for run in timed], wall)])
     return headers, rows
