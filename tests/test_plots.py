@@ -1,11 +1,15 @@
 """Figures: every file written and valid, colours consistent, figures without data left out."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 from test_results import curve_to, write_bench, write_run, write_study
 
+from rlnorm.analysis import stats as st
 from rlnorm.analysis.plots import (
     NORM_COLORS,
     STYLE,
@@ -267,7 +271,17 @@ def test_the_analysis_figures_show_normalized_scores_and_the_noise_dose(tmp_path
     analysis = analyze(results, claims, {task: SCALE for task in results.tasks})
     colors = variant_colors(results)
     with plt.rc_context(STYLE):
-        (ax,) = plot_dose_response(analysis, colors).axes
+        added, ax = plot_dose_response(analysis, colors).axes
+        # Left, the noise each dose adds to one network: here no seed's doses shared their first probe point's
+        # network (other output spreads), so nothing is paired and the panel says so.
+        assert not added.lines and "not measured" in added.texts[0].get_text()
+        # Where they are paired, each dose sits at its ratio to the first dose's (1 for the first itself).
+        added_noise = (st.Estimate(1.0, 1.0, 1.0), st.Estimate(2.0, 1.8, 2.2), st.Estimate(3.5, 3.0, 4.0))
+        paired = SimpleNamespace(dose=tuple(dataclasses.replace(d, added_noise=a)
+                                            for d, a in zip(analysis.dose, added_noise, strict=True)))
+        added, _ = plot_dose_response(paired, colors).axes
+        assert list(added.lines[-1].get_xdata()) == [1.0, 2.0, 3.5]
+        assert list(added.lines[-1].get_ydata()) == pytest.approx([400, 300, 200])
         # One point per dose at (mean relative noise, IQM of the final return), joined in dose order.
         chain = ax.lines[-1]
         assert list(chain.get_xdata()) == pytest.approx([0.1, 0.2, 0.4])

@@ -24,6 +24,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from rlnorm.analysis import stats as st  # noqa: E402
 from rlnorm.analysis.results import (  # noqa: E402
@@ -41,7 +42,7 @@ from rlnorm.analysis.results import (  # noqa: E402
     Series,
     learning_curve,
 )
-from rlnorm.analysis.verdicts import Analysis  # noqa: E402
+from rlnorm.analysis.verdicts import Analysis, DosePoint  # noqa: E402
 
 WIDTH_IN = 7.0
 """A two-column paper's text width."""
@@ -107,9 +108,12 @@ CAPTIONS = {
     "task a variant ran on, with a 95 % stratified bootstrap CI (rliable's aggregate).",
     "performance_profile": "Performance profile: the fraction of runs whose normalized final return exceeds tau, "
     "averaged over the tasks a variant ran on (rliable's score distribution); higher and further right is better.",
-    "dose_response": "Noise dose-response: final return (IQM, 95 % CI) against the measured relative probe noise "
-    "(mean over runs, 95 % CI, log axis) of each dose of a trend claim, joined in dose order; the legend names "
-    "each chain by its first variant, the labels the others by what their names add; one panel per task.",
+    "dose_response": "Noise dose-response: final return (IQM, 95 % CI) of each dose of a trend claim against its "
+    "measured noise (log axis, 95 % CI), joined in dose order. Left, the noise the dose adds to one network: at the "
+    "first probe point, before any update, over the chain's first dose with the same seed (mean over seeds); "
+    "right, the relative probe noise the runs trained with (each run's median over its probe points, mean over "
+    "runs). The legend names each chain by its first variant, the labels the others by what their names add; one "
+    "row per task.",
     "statistics_drift": "Relative change of the running statistics between evaluation points, mean over runs; "
     "line style per network.",
 }
@@ -707,7 +711,9 @@ def plot_performance_profile(analysis: Analysis, colors: dict[str, str]) -> Figu
 
 def plot_dose_response(analysis: Analysis, colors: dict[str, str]) -> Figure | None:
     """
-    Final return against the measured relative probe noise along each trend claim's variants, per task.
+    Final return against the measured noise along each trend claim's variants, per task, on two panels: the
+    noise each dose adds to one network (at the first probe point, over the chain's first dose's) and the
+    relative probe noise the runs trained with (their medians over training).
 
     :param analysis: the report's analysis (its dose-response points)
     :param colors: variant -> colour
@@ -716,31 +722,53 @@ def plot_dose_response(analysis: Analysis, colors: dict[str, str]) -> Figure | N
     tasks = list(dict.fromkeys(point.task for point in analysis.dose))
     if not tasks:
         return None
-    figure, axes = _panels(tasks)
-    for ax, task in zip(axes, tasks, strict=False):
-        noise_values: list[float] = []
-        chains = list(dict.fromkeys(point.chain for point in analysis.dose if point.task == task))
-        for chain in chains:
-            points = [point for point in analysis.dose if point.task == task and point.chain == chain]
-            color = colors.get(chain[0], "grey")
-            for point in points:
-                spread, level = point.relative_noise, point.final
-                xerr = None if math.isnan(spread.low) else [[spread.value - spread.low], [spread.high - spread.value]]
-                yerr = None if math.isnan(level.low) else [[level.value - level.low], [level.high - level.value]]
-                ax.errorbar([spread.value], [level.value], xerr=xerr, yerr=yerr, color=color, marker="o",
-                            markersize=4, capsize=2, lw=1, label=chain[0] if point is points[0] else None)
-                # The chain is in the legend; a point names only what sets it apart from the chain's first.
-                dose = point.variant.removeprefix(chain[0]).lstrip("-") if point is not points[0] else ""
-                ax.annotate(dose, (spread.value, level.value), fontsize=5, xytext=(3, 3), textcoords="offset points")
-            if len(points) > 1:
-                ax.plot([p.relative_noise.value for p in points], [p.final.value for p in points], color=color,
-                        lw=0.8, ls=":")
-            noise_values.extend(p.relative_noise.value if math.isnan(p.relative_noise.low) else p.relative_noise.low
-                                for p in points)
-        # Ghost batches multiply the noise (about root-k fold): a log axis spaces the doses evenly.
-        if noise_values and min(noise_values) > 0:
-            ax.set_xscale("log")
-        ax.set(title=_title(task), xlabel="relative probe noise", ylabel="final return")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6, frameon=False)
+    figure, axes = _panels(tasks, columns=2)
+    for row, task in enumerate(tasks):
+        chains = [[point for point in analysis.dose if point.task == task and point.chain == chain]
+                  for chain in dict.fromkeys(point.chain for point in analysis.dose if point.task == task)]
+        added, trained = axes[2 * row], axes[2 * row + 1]
+        # The first dose's own ratio is 1 by definition: a chain is drawn where another dose paired with it.
+        paired = [points for points in chains if any(not math.isnan(p.added_noise.value) for p in points[1:])]
+        _dose_panel(added, paired, colors, lambda point: point.added_noise)
+        added.set(title=f"{_title(task)}: noise the dose adds", ylabel="final return",
+                  xlabel="noise at the first probe point, x the first dose's")
+        if not added.lines:
+            added.text(0.5, 0.5, "not measured: no seed's doses shared\ntheir network at the first probe point",
+                       transform=added.transAxes, ha="center", va="center", fontsize=6)
+        _dose_panel(trained, chains, colors, lambda point: point.relative_noise)
+        trained.set(title=f"{_title(task)}: noise the runs trained with", ylabel="final return",
+                    xlabel="relative probe noise (median over training)")
     return figure
+
+
+def _dose_panel(ax: Axes, chains: list[list[DosePoint]], colors: dict[str, str],
+                noise_of: Callable[[DosePoint], st.Estimate]) -> None:
+    """Each chain's doses at (noise, final return IQM) with their CIs, joined in dose order; doses whose noise
+    was not measured are left out."""
+    lows: list[float] = []
+    highs: list[float] = []
+    for points in chains:
+        chain, color = points[0].chain, colors.get(points[0].chain[0], "grey")
+        drawn = [point for point in points if not math.isnan(noise_of(point).value)]
+        for point in drawn:
+            noise, level = noise_of(point), point.final
+            xerr = None if math.isnan(noise.low) else [[noise.value - noise.low], [noise.high - noise.value]]
+            yerr = None if math.isnan(level.low) else [[level.value - level.low], [level.high - level.value]]
+            ax.errorbar([noise.value], [level.value], xerr=xerr, yerr=yerr, color=color, marker="o", markersize=4,
+                        capsize=2, lw=1, label=chain[0] if point is drawn[0] else None)
+            # The chain is in the legend; a point names only what sets it apart from the chain's first.
+            dose = point.variant.removeprefix(chain[0]).lstrip("-") if point.variant != chain[0] else ""
+            ax.annotate(dose, (noise.value, level.value), fontsize=5, xytext=(3, 3), textcoords="offset points")
+            lows.append(noise.value if math.isnan(noise.low) else noise.low)
+            highs.append(noise.value if math.isnan(noise.high) else noise.high)
+        if len(drawn) > 1:
+            ax.plot([noise_of(p).value for p in drawn], [p.final.value for p in drawn], color=color, lw=0.8, ls=":")
+    # Ghost batches multiply the noise (about root-k fold): a log axis spaces the doses evenly.
+    if lows and min(lows) > 0:
+        ax.set_xscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        ax.xaxis.set_major_formatter(plain)
+        if max(highs) < 10 * min(lows):  # less than a decade: label the 2, 3, ... ticks too
+            ax.xaxis.set_minor_formatter(plain)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6, frameon=False)
