@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlnorm.study.algorithms import ALGORITHMS, NORM_IN
 from rlnorm.study.records import NORM_MODES, PROBE_DRAWS, PROBE_STATES
+
+if TYPE_CHECKING:
+    from rlnorm.study.config import StudyConfig
 
 
 def _cmd_norms(args: argparse.Namespace) -> int:
@@ -35,6 +40,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
             # The local executor's default: one worker per core.
             print(progress_report(study_progress(config), config.workers or os.cpu_count() or 1))
             return 0
+        if args.reproduce:
+            return _reproduce(config, args.reproduce)
         if args.address and config.executor != "ray":
             raise ConfigError(f"--address is for the ray executor, and this study uses {config.executor}")
         summary = run_study(config, retry_failed=args.retry_failed, quiet=args.quiet, address=args.address,
@@ -49,6 +56,21 @@ def _cmd_study(args: argparse.Namespace) -> int:
         return 130
     print(summary.report())
     return 1 if summary.failed else 0
+
+
+def _reproduce(config: StudyConfig, run_ids: list[str]) -> int:
+    import tempfile
+
+    from rlnorm.study.provenance import hardware
+    from rlnorm.study.study import reproduce_runs
+
+    with tempfile.TemporaryDirectory(prefix="rlnorm-reproduce-") as work:
+        differences = reproduce_runs(config, run_ids, Path(work))
+    for run_id, differing in differences.items():
+        made_on = json.loads((config.out / run_id / "done.json").read_text()).get("hardware", "unknown hardware")
+        outcome = "identical" if not differing else "differs: " + ", ".join(differing)
+        print(f"{run_id}: {outcome} (recorded on {made_on}; made again on {hardware()})")
+    return 1 if any(differences.values()) else 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -194,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--allow-other-code", action="store_true",
                        help="resume even if finished runs were made by another version of the training code")
     study.add_argument("--quiet", action="store_true", help="no progress bar, only the summary (for CI logs)")
+    study.add_argument("--reproduce", nargs="+", metavar="RUN_ID",
+                       help="run nothing of the study: make these finished runs again in a temporary directory and "
+                            "say whether their records come out identical (ppo/CartPole-v1/bn/seed-0 ...)")
     study.add_argument("--status", action="store_true",
                        help="run nothing: print how many runs are done, failed and left, and an estimate of the "
                             "time left from the finished runs' wall times (safe while the study runs)")

@@ -190,6 +190,28 @@ def test_status_counts_the_runs_and_estimates_the_time_left_from_the_finished_on
     assert sorted(path.name for path in out.iterdir()) == ["dqn", "ppo"]  # read only: no lock, no study.json
 
 
+def test_reproduce_makes_finished_runs_again_and_compares_their_records(reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    probe = out / "dqn/CartPole-v1/bn/seed-1/probe.csv"
+    lines = probe.read_text().splitlines()
+    probe.write_text("\n".join([lines[0], lines[1] + "1", *lines[2:]]) + "\n")  # one more digit in one value
+    before = snapshot(out)
+    code = main(["study", str(SMOKE), "--out", str(out), "--reproduce", "ppo/CartPole-v1/bn/seed-0",
+                 "dqn/CartPole-v1/bn/seed-1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1 and len(lines) == 2
+    assert lines[0].startswith("ppo/CartPole-v1/bn/seed-0: identical (recorded on ")
+    assert lines[1].startswith("dqn/CartPole-v1/bn/seed-1: differs: probe.csv (recorded on ")
+    assert snapshot(out) == before  # the study's own runs untouched
+
+    assert main(["study", str(SMOKE), "--out", str(out), "--reproduce", "ppo/CartPole-v1/ln/seed-0"]) == 2
+    assert "'ppo/CartPole-v1/ln/seed-0' is not a run of study 'smoke'" in capsys.readouterr().err
+    shutil.rmtree(out / "ppo/CartPole-v1/none/seed-1")
+    assert main(["study", str(SMOKE), "--out", str(out), "--reproduce", "ppo/CartPole-v1/none/seed-1"]) == 2
+    assert "ppo/CartPole-v1/none/seed-1 has not finished in " in capsys.readouterr().err
+
+
 def test_a_second_study_on_the_same_directory_is_refused(tmp_path):
     out = tmp_path / "out"
     with study_lock(out):

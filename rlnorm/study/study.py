@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from rlnorm.study.config import RunSpec, StudyConfig
@@ -209,6 +210,64 @@ def progress_report(progress: list[TaskProgress], workers: int) -> str:
         total += " (from the finished runs' median wall time per variant, on the machines that made them)"
     lines.append(total)
     return "\n".join(lines)
+
+
+COMPARED_RECORDS = ("evaluations.npz", "monitor.csv", "probe.csv", "statistics.csv")
+"""What a run made again must reproduce: its evaluations, training episodes (reward and length), probe and
+statistics drift. Times, and the logs that carry them, differ from one making to the next."""
+
+
+def reproduce_runs(config: StudyConfig, run_ids: list[str], work: Path) -> dict[str, list[str]]:
+    """Make finished runs of a study again, in ``work`` and with the code imported now, and compare their records
+    with the recorded ones. Runs repeat bit for bit only on the same kind of processor (and with the same
+    training code): this is how a machine checks that it can extend a study made elsewhere.
+
+    :param config: the study
+    :param run_ids: the runs to make again (``<algo>/<env>/<variant>/seed-<seed>``), each finished in ``config.out``
+    :param work: where to make them (the study's own directory is not touched)
+    :return: run id -> the records that differ (empty: identical), or the reason the run failed
+    :raises StudyError: for a run id the config does not have, or a run not finished
+    """
+    specs = {spec.run_id: spec for spec in config.runs()}
+    out = config.out.resolve()
+    for run_id in run_ids:
+        if run_id not in specs:
+            raise StudyError(f"{run_id!r} is not a run of study {config.name!r}; its runs are named like "
+                             f"{next(iter(specs))!r}")
+        if not (out / run_id / "done.json").exists():
+            raise StudyError(f"{run_id} has not finished in {out}: only finished runs can be made again")
+    differences = {}
+    for run_id in run_ids:
+        result = run_one(specs[run_id], work / run_id)
+        differences[run_id] = (_differing_records(work / run_id, out / run_id) if result.ok
+                               else [f"the run failed: {result.reason}"])
+    return differences
+
+
+def _differing_records(made: Path, recorded: Path) -> list[str]:
+    """:return: the records of :data:`COMPARED_RECORDS` that differ (those the recorded run lacks are skipped:
+    a study may leave some uncommitted)"""
+    differing = []
+    for name in COMPARED_RECORDS:
+        if not (recorded / name).exists():
+            continue
+        if not (made / name).exists():
+            differing.append(name)
+        elif name == "evaluations.npz":
+            with np.load(made / name) as new, np.load(recorded / name) as old:
+                if new.files != old.files or any(not np.array_equal(new[key], old[key]) for key in old.files):
+                    differing.append(name)
+        elif _record_lines(made / name) != _record_lines(recorded / name):
+            differing.append(name)
+    return differing
+
+
+def _record_lines(path: Path) -> list[str]:
+    # A monitor file's first line carries the start time, and each episode's third column its wall-clock time.
+    lines = path.read_text().splitlines()
+    if path.name == "monitor.csv":
+        return [",".join(line.split(",")[:2]) for line in lines[1:]]
+    return lines
 
 
 def _plan(
