@@ -165,13 +165,17 @@ def study_progress(config: StudyConfig) -> list[TaskProgress]:
     """
     out = config.out.resolve()
     wall: dict[tuple[str, str], list[float]] = defaultdict(list)
+    done: dict[str, int] = defaultdict(int)
     failed: dict[str, int] = defaultdict(int)
     left: dict[str, list[str]] = defaultdict(list)  # task -> the variant of each run to do
     specs = config.runs()
     for spec in specs:
         task, run_dir = f"{spec.algo}/{spec.env_id}", out / spec.run_id
         if (run_dir / "done.json").exists():
-            wall[task, spec.variant.name].append(json.loads((run_dir / "done.json").read_text())["wall_time_s"])
+            done[task] += 1
+            seconds = json.loads((run_dir / "done.json").read_text()).get("wall_time_s")
+            if seconds is not None:  # a record without one is counted, not timed
+                wall[task, spec.variant.name].append(seconds)
         elif (run_dir / "failed.json").exists():
             failed[task] += 1
         else:
@@ -183,7 +187,7 @@ def study_progress(config: StudyConfig) -> list[TaskProgress]:
         left_s = sum(statistics.median(wall[task, variant]) if wall[task, variant] else task_median
                      for variant in left[task])
         runs = sum(f"{spec.algo}/{spec.env_id}" == task for spec in specs)
-        progress.append(TaskProgress(task, runs, len(times), failed[task], left_s))
+        progress.append(TaskProgress(task, runs, done[task], failed[task], left_s))
     return progress
 
 
