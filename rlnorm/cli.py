@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -37,8 +36,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
             config, executor=args.executor or config.executor, workers=args.workers or config.workers
         )
         if args.status:
-            # The local executor's default: one worker per core.
-            print(progress_report(study_progress(config), config.workers or os.cpu_count() or 1))
+            # Without --workers or a config's, the local executor's default: one worker per core.
+            print(progress_report(study_progress(config), config.out, config.workers or os.cpu_count() or 1))
             return 0
         if args.reproduce:
             return _reproduce(config, args.reproduce)
@@ -61,16 +60,21 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _reproduce(config: StudyConfig, run_ids: list[str]) -> int:
     import tempfile
 
-    from rlnorm.study.provenance import hardware
+    from rlnorm.study.provenance import code_revision, hardware
     from rlnorm.study.study import reproduce_runs
 
     with tempfile.TemporaryDirectory(prefix="rlnorm-reproduce-") as work:
-        differences = reproduce_runs(config, run_ids, Path(work))
-    for run_id, differing in differences.items():
-        made_on = json.loads((config.out / run_id / "done.json").read_text()).get("hardware", "unknown hardware")
-        outcome = "identical" if not differing else "differs: " + ", ".join(differing)
-        print(f"{run_id}: {outcome} (recorded on {made_on}; made again on {hardware()})")
-    return 1 if any(differences.values()) else 0
+        reproductions = reproduce_runs(config, run_ids, Path(work))
+    here, code = hardware(), code_revision()["source_hash"]
+    for run in reproductions:
+        if run.failure is not None:
+            outcome = f"failed when made again: {run.failure}"
+        else:
+            outcome = f"{'identical' if run.identical else 'differs in ' + ', '.join(run.differing)} (compared: "
+            outcome += f"{', '.join(run.compared)})"
+        print(f"{run.run_id}: {outcome}; recorded by training code {run.recorded_code[:12]} on "
+              f"{run.recorded_hardware}, made again by {code[:12]} on {here}")
+    return 0 if all(run.identical for run in reproductions) else 1
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -216,12 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--allow-other-code", action="store_true",
                        help="resume even if finished runs were made by another version of the training code")
     study.add_argument("--quiet", action="store_true", help="no progress bar, only the summary (for CI logs)")
-    study.add_argument("--reproduce", nargs="+", metavar="RUN_ID",
-                       help="run nothing of the study: make these finished runs again in a temporary directory and "
-                            "say whether their records come out identical (ppo/CartPole-v1/bn/seed-0 ...)")
-    study.add_argument("--status", action="store_true",
-                       help="run nothing: print how many runs are done, failed and left, and an estimate of the "
-                            "time left from the finished runs' wall times (safe while the study runs)")
+    instead = study.add_mutually_exclusive_group()
+    instead.add_argument("--reproduce", nargs="+", metavar="RUN_ID",
+                         help="run nothing of the study: make these finished runs again in a temporary directory "
+                              "and say whether their records come out identical (ppo/CartPole-v1/bn/seed-0 ...)")
+    instead.add_argument("--status", action="store_true",
+                         help="run nothing: print how many runs are done, failed and left, and an estimate of "
+                              "the time left from the finished runs' wall times (safe while the study runs)")
     study.set_defaults(func=_cmd_study)
 
     train = _command(commands, "train", "train and evaluate one run, recorded as a study run is")

@@ -3,6 +3,7 @@ tables, where the claims come from, and the command line's --config and --seed."
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -60,21 +61,25 @@ def test_report_files(tmp_path):
     assert "ppo/CartPole-v1: every finished run is below the failure threshold (return 248)" in markdown
     assert "versions: python 3.11, torch 2.13.0" in markdown and "host testhost" in markdown
     assert "wall time: 60 s (1.0 min) summed over 6 recorded runs (mean 10 s per run" in markdown
-    assert "| runs timed | wall time      | mean per run (s) | evaluation (% of wall time)" in markdown
+    assert "What the runs cost per task: their wall time, and the shares of it spent evaluating" in markdown
 
 
-def test_the_cost_table_gives_each_tasks_wall_time_and_its_evaluation_and_probe_shares(tmp_path):
-    from rlnorm.analysis.report import cost_table
+def test_the_cost_of_each_task_is_its_wall_time_and_the_shares_spent_evaluating_and_probing(tmp_path):
+    from rlnorm.analysis.results import TaskCost, task_costs
 
     for seed in range(3):  # each: 10 s of wall time, 1 s evaluating, 0.5 s probing
         write_run(tmp_path, "none", seed, curve_to(400.0))
     write_run(tmp_path, "none", 3, [0.0], status=RUNNING)  # no wall time yet: left out
     done = tmp_path / "ppo/CartPole-v1/none/seed-2/done.json"
-    done.write_text(json.dumps({**json.loads(done.read_text()), "wall_time_s": 40.0, "probe_s": 5.0}))
-    headers, rows = cost_table(load_results(tmp_path))
-    (task, timed, wall, mean, evaluation, probe), = rows
-    assert (task, timed, wall, mean) == ("ppo/CartPole-v1", "3", "60 s (1.0 min)", "20")
-    assert float(evaluation) == 100 * 3 / 60 and float(probe) == 100 * 6 / 60
+    record = {**json.loads(done.read_text()), "wall_time_s": 40.0}
+    del record["probe_s"]  # not recorded: its run is left out of the probe's share
+    done.write_text(json.dumps(record))
+    (cost,) = task_costs(load_results(tmp_path))
+    assert cost == TaskCost(("ppo", "CartPole-v1"), runs=3, wall_time_s=60.0, evaluation_share=3 / 60,
+                            probe_share=1 / 20)
+    write_run(tmp_path / "untimed", "none", 0, [0.0], status=RUNNING)
+    (untimed,) = task_costs(load_results(tmp_path / "untimed"))
+    assert untimed.runs == 0 and math.isnan(untimed.evaluation_share) and math.isnan(untimed.probe_share)
 
 
 def test_report_writes_the_per_run_summary_as_plain_numbers(tmp_path):

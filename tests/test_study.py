@@ -24,7 +24,7 @@ from rlnorm.study import study
 from rlnorm.study.config import load_study
 from rlnorm.study.executors import ExecutorError, run_local
 from rlnorm.study.run import build_model, run_one
-from rlnorm.study.study import StudyError, TaskProgress, run_study, study_lock, study_progress
+from rlnorm.study.study import StudyError, TaskProgress, run_study, study_lock, study_progress, time_left
 
 SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 N_RUNS = 8
@@ -159,35 +159,45 @@ def test_status_counts_the_runs_and_estimates_the_time_left_from_the_finished_on
         (out / run_id / name).write_text(json.dumps(content))
 
     config = load_study(SMOKE, out=out)
-    # Nothing finished yet: nothing to measure the time left by.
+    # Nothing finished yet: nothing to estimate the time left by.
     assert [(task.done, task.failed, task.to_do) for task in study_progress(config)] == [(0, 0, 4)] * 2
     assert all(np.isnan(task.left_s) for task in study_progress(config))
     assert main(["study", str(SMOKE), "--out", str(out), "--status"]) == 0
-    report = capsys.readouterr().out
-    assert "ppo/CartPole-v1: 0 of 4 done, 0 failed, 4 to do: time left unknown (no finished run" in report
-    assert "in all: 0 of 8 done, 8 to do: time left unknown (no finished run to measure)" in report
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{out}:"
+    assert lines[1] == "ppo/CartPole-v1: 0 of 4 done, 0 failed, 4 to do: time left unknown (no finished run " \
+                       "with a wall time)"
+    assert lines[-1] == "in all: 0 of 8 done, 0 failed, 8 to do: time left unknown (no finished run with a wall time)"
     assert not out.exists()  # read only
     for run_id, wall in [("ppo/CartPole-v1/none/seed-0", 10.0), ("ppo/CartPole-v1/bn/seed-0", 50.0)]:
         record(run_id, "done.json", {"wall_time_s": wall})
     record("ppo/CartPole-v1/none/seed-1", "done.json", {})  # no wall time: counted, not timed
+    # ppo: bn seed-1 left at bn's median, 50 s; dqn: nothing timed, its 4 runs not estimated.
+    assert time_left(study_progress(config), workers=2) == (50.0, 50.0, 4)
     assert main(["study", str(SMOKE), "--out", str(out), "--status"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].endswith(
-        "plus 4 runs of tasks not yet measured (from the finished runs' median wall time per variant, on the "
-        "machines that made them)")
+    assert ", plus 4 runs not estimated (from the finished runs' median" in capsys.readouterr().out
     record("dqn/CartPole-v1/bn/seed-0", "done.json", {"wall_time_s": 40.0})
     record("dqn/CartPole-v1/none/seed-0", "failed.json", {"reason": "RuntimeError: injected"})
     (out / "dqn/CartPole-v1/none/seed-1").mkdir(parents=True)  # interrupted: still to do
     ppo, dqn = study_progress(config)
-    # ppo: bn seed-1 left, at bn's median (50 s); dqn: none seed-1 at the task's median (none has no finished
-    # run) and bn seed-1 at bn's, 40 s each.
-    assert ppo == TaskProgress("ppo/CartPole-v1", runs=4, done=3, failed=0, left_s=50.0) and ppo.to_do == 1
-    assert dqn == TaskProgress("dqn/CartPole-v1", runs=4, done=1, failed=1, left_s=80.0) and dqn.to_do == 2
+    # dqn: none seed-1 at the task's median (none has no timed run) and bn seed-1 at bn's, 40 s each.
+    assert ppo == TaskProgress("ppo/CartPole-v1", runs=4, done=3, failed=0, left_s=50.0, longest_s=50.0)
+    assert dqn == TaskProgress("dqn/CartPole-v1", runs=4, done=1, failed=1, left_s=80.0, longest_s=40.0)
+    assert (ppo.to_do, dqn.to_do) == (1, 2)
+    # 130 CPU seconds: one worker takes them all; two share them; more than three runs cannot keep busy, and
+    # no number of workers makes the time left shorter than its longest run.
+    assert [time_left([ppo, dqn], workers) for workers in (1, 2, 8)] == [(130.0, 130.0, 0), (130.0, 65.0, 0),
+                                                                        (130.0, 50.0, 0)]
+    assert time_left([dqn], workers=8) == (80.0, 40.0, 0)
     assert main(["study", str(SMOKE), "--out", str(out), "--status", "--workers", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("ppo/CartPole-v1: 3 of 4 done, 0 failed, 1 to do: about ")
-    assert lines[1].startswith("dqn/CartPole-v1: 1 of 4 done, 1 failed, 2 to do: about ")
-    assert lines[2].startswith("in all: 4 of 8 done, 3 to do: about ") and "with 1 worker (" in lines[2]
+    assert lines[1].startswith("ppo/CartPole-v1: 3 of 4 done, 0 failed, 1 to do: about ")
+    assert lines[2].startswith("dqn/CartPole-v1: 1 of 4 done, 1 failed, 2 to do: about ")
+    assert lines[3].startswith("in all: 4 of 8 done, 1 failed, 3 to do: about ") and "with 1 worker (" in lines[3]
     assert sorted(path.name for path in out.iterdir()) == ["dqn", "ppo"]  # read only: no lock, no study.json
+    with pytest.raises(SystemExit) as exited:  # one or the other
+        main(["study", str(SMOKE), "--out", str(out), "--status", "--reproduce", "ppo/CartPole-v1/bn/seed-0"])
+    assert exited.value.code == 2 and "not allowed with argument --status" in capsys.readouterr().err
 
 
 def test_reproduce_makes_finished_runs_again_and_compares_their_records(reference, tmp_path, capsys):
@@ -196,17 +206,45 @@ def test_reproduce_makes_finished_runs_again_and_compares_their_records(referenc
     probe = out / "dqn/CartPole-v1/bn/seed-1/probe.csv"
     lines = probe.read_text().splitlines()
     probe.write_text("\n".join([lines[0], lines[1] + "1", *lines[2:]]) + "\n")  # one more digit in one value
+    (out / "ppo/CartPole-v1/none/seed-0/statistics.csv").unlink()  # a record a study did not keep
     before = snapshot(out)
-    code = main(["study", str(SMOKE), "--out", str(out), "--reproduce", "ppo/CartPole-v1/bn/seed-0",
-                 "dqn/CartPole-v1/bn/seed-1"])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 1 and len(lines) == 2
-    assert lines[0].startswith("ppo/CartPole-v1/bn/seed-0: identical (recorded on ")
-    assert lines[1].startswith("dqn/CartPole-v1/bn/seed-1: differs: probe.csv (recorded on ")
-    assert snapshot(out) == before  # the study's own runs untouched
+    config = load_study(SMOKE, out=out)
+    with mock.patch.object(study, "run_one", wraps=run_one) as made:
+        same, changed, uncompared = study.reproduce_runs(
+            config, ["ppo/CartPole-v1/bn/seed-0", "dqn/CartPole-v1/bn/seed-1", "ppo/CartPole-v1/none/seed-0",
+                     "ppo/CartPole-v1/bn/seed-0"], tmp_path / "work")
+    assert made.call_count == 3  # a run named twice is made once
+    assert same.identical and same.compared == study.COMPARED_RECORDS and same.differing == ()
+    assert not changed.identical and changed.differing == ("probe.csv",) and changed.failure is None
+    assert uncompared.identical and "statistics.csv" not in uncompared.compared
+    assert same.recorded_code == json.loads((out / same.run_id / "done.json").read_text())["code"]["source_hash"]
+    # Evaluations compare as arrays, training episodes by reward and length (not their wall-clock times).
+    evaluations = out / "ppo/CartPole-v1/bn/seed-0/evaluations.npz"
+    with np.load(evaluations) as recorded:
+        arrays = dict(recorded)
+    arrays["results"][-1, -1] += 1e-6
+    np.savez(evaluations, **arrays)
+    monitor = out / "ppo/CartPole-v1/none/seed-1/monitor.csv"
+    retimed_text, count = re.subn(r"^([^,]+,[^,]+,)[0-9.]+$", r"\g<1>0.5", monitor.read_text(), flags=re.M)
+    assert count > 2
+    monitor.write_text(retimed_text)
+    with mock.patch.object(study, "run_one", side_effect=failing_run_one):
+        failed, retimed = study.reproduce_runs(config, ["ppo/CartPole-v1/bn/seed-1", "ppo/CartPole-v1/none/seed-1"],
+                                               tmp_path / "again")
+    assert failed.failure == "RuntimeError: injected failure" and not failed.identical
+    assert retimed.identical
+    assert main(["study", str(SMOKE), "--out", str(out), "--reproduce", "ppo/CartPole-v1/bn/seed-0"]) == 1
+    assert capsys.readouterr().out.startswith("ppo/CartPole-v1/bn/seed-0: differs in evaluations.npz (compared: "
+                                              "evaluations.npz, monitor.csv, probe.csv, statistics.csv); recorded by "
+                                              "training code ")
+    after = snapshot(out)  # nothing of the study touched but the two records changed above
+    assert after.keys() == before.keys()
+    assert {Path(k).relative_to(out).as_posix() for k in after if after[k] != before[k]} == {
+        "ppo/CartPole-v1/bn/seed-0/evaluations.npz", "ppo/CartPole-v1/none/seed-1/monitor.csv"}
 
     assert main(["study", str(SMOKE), "--out", str(out), "--reproduce", "ppo/CartPole-v1/ln/seed-0"]) == 2
-    assert "'ppo/CartPole-v1/ln/seed-0' is not a run of study 'smoke'" in capsys.readouterr().err
+    assert "'ppo/CartPole-v1/ln/seed-0' is not a run of study 'smoke' (did you mean 'ppo/CartPole-v1/bn/seed-0'?)" \
+        in capsys.readouterr().err
     shutil.rmtree(out / "ppo/CartPole-v1/none/seed-1")
     assert main(["study", str(SMOKE), "--out", str(out), "--reproduce", "ppo/CartPole-v1/none/seed-1"]) == 2
     assert "ppo/CartPole-v1/none/seed-1 has not finished in " in capsys.readouterr().err

@@ -731,7 +731,7 @@ def plot_dose_response(analysis: Analysis, colors: dict[str, str]) -> Figure | N
         paired = [points for points in chains if any(not math.isnan(p.added_noise.value) for p in points[1:])]
         _dose_panel(added, paired, colors, lambda point: point.added_noise)
         added.set(title=f"{_title(task)}: noise the dose adds", ylabel="final return",
-                  xlabel="noise at the first probe point, x the first dose's")
+                  xlabel="noise at the first probe point / the first dose's (same seed)")
         if not added.lines:
             added.text(0.5, 0.5, "not measured: no seed's doses shared\ntheir network at the first probe point",
                        transform=added.transAxes, ha="center", va="center", fontsize=6)

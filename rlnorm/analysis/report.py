@@ -34,6 +34,7 @@ from rlnorm.analysis.results import (
     Results,
     Run,
     RunMetrics,
+    task_costs,
 )
 from rlnorm.analysis.scales import RANDOM_EPISODES, TaskScale, random_returns, task_scales
 from rlnorm.analysis.verdicts import (
@@ -302,12 +303,6 @@ def group_table(results: Results) -> Table:
     return headers, rows
 
 
-def _share_of(seconds: list[float], total: float) -> str:
-    """:return: the known seconds' sum in % of total, "-" when none is known (records older than the field)"""
-    known = [value for value in seconds if not math.isnan(value)]
-    return _fmt(100 * sum(known) / total) if known and total > 0 else "-"
-
-
 def markdown_table(table: Table) -> str:
     """:param table: headers and rows
     :return: a Markdown pipe table, columns padded so it also reads as plain text"""
@@ -386,7 +381,8 @@ def _task_setup(runs: list[Run]) -> list[str]:
 
 
 def setup_blocks(results: Results) -> list[Block]:
-    """:return: the setup section: study, tasks, variants, budget, seeds, versions, hardware, wall time"""
+    """:return: the setup section: study, tasks, variants, budget, seeds, versions, hardware, wall time, and what
+    the runs cost per task"""
     runs = results.runs
     name = (results.study or {}).get("name", results.path.name)
     tasks = (
@@ -419,22 +415,18 @@ def setup_blocks(results: Results) -> list[Block]:
         ("table", tasks),
         ("table", variants),
         ("list", *facts),
+        ("p", "What the runs cost per task: their wall time, and the shares of it spent evaluating and probing."),
         ("table", cost_table(results)),
     ]
 
 
 def cost_table(results: Results) -> Table:
-    """:return: per task, the recorded runs' summed wall time and the shares of it spent evaluating and probing
-    (what a study's evaluation and probe intervals cost)"""
-    headers = ["task", "runs timed", "wall time", "mean per run (s)", "evaluation (% of wall time)",
+    """:return: per task, the recorded runs' summed wall time and the shares of it spent evaluating and probing"""
+    headers = ["task", "runs timed", "wall time", "mean per run", "evaluation (% of wall time)",
                "probe (% of wall time)"]
-    rows = []
-    for task in results.tasks:
-        timed = [run for run in results.runs if run.task == task and not math.isnan(run.wall_time_s)]
-        wall = sum(run.wall_time_s for run in timed)
-        rows.append(["/".join(task), str(len(timed)), _duration(wall), f"{wall / len(timed):,.0f}" if timed else "-",
-                     _share_of([run.evaluation_s for run in timed], wall),
-                     _share_of([run.probe_s for run in timed], wall)])
+    rows = [["/".join(cost.task), str(cost.runs), _duration(cost.wall_time_s) if cost.runs else "-",
+             _duration(cost.wall_time_s / cost.runs) if cost.runs else "-", _fmt(100 * cost.evaluation_share),
+             _fmt(100 * cost.probe_share)] for cost in task_costs(results)]
     return headers, rows
 
 

@@ -424,6 +424,43 @@ class Results:
         ]
 
 
+@dataclass(frozen=True)
+class TaskCost:
+    """What a task's recorded runs cost.
+
+    :param task: (algo, env)
+    :param runs: runs with a wall time
+    :param wall_time_s: their summed wall time
+    :param evaluation_share: the fraction of it spent evaluating, over the runs that recorded it (nan if none did)
+    :param probe_share: the fraction spent probing, likewise
+    """
+
+    task: tuple[str, str]
+    runs: int
+    wall_time_s: float
+    evaluation_share: float
+    probe_share: float
+
+
+def task_costs(results: Results) -> list[TaskCost]:
+    """:return: per task, its runs' summed wall time and the shares spent evaluating and probing (what a study's
+    evaluation and probe intervals cost)"""
+    costs = []
+    for task in results.tasks:
+        timed = [run for run in results.runs if run.task == task and not math.isnan(run.wall_time_s)]
+        costs.append(TaskCost(task, len(timed), sum(run.wall_time_s for run in timed),
+                              _share_of_wall_time(timed, lambda run: run.evaluation_s),
+                              _share_of_wall_time(timed, lambda run: run.probe_s)))
+    return costs
+
+
+def _share_of_wall_time(runs: list[Run], part: Callable[[Run], float]) -> float:
+    """:return: the seconds ``part`` gives over the wall time of the runs that recorded it (nan if none did)"""
+    known = [run for run in runs if not math.isnan(part(run))]
+    total = sum(run.wall_time_s for run in known)
+    return sum(part(run) for run in known) / total if known and total > 0 else math.nan
+
+
 def _run_keys(run: Run) -> dict[str, Any]:
     return {"algo": run.algo, "env_id": run.env_id, "variant": run.variant, "seed": run.seed}
 

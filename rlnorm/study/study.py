@@ -27,7 +27,7 @@ import os
 import shutil
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from rlnorm.study.checks import did_you_mean
 from rlnorm.study.config import RunSpec, StudyConfig
 from rlnorm.study.executors import check_executor, run_jobs
 from rlnorm.study.provenance import code_revision
@@ -140,8 +141,10 @@ class TaskProgress:
     :param runs: runs of the task in the study
     :param done: finished runs
     :param failed: failed runs (redone only with ``retry_failed``)
-    :param left_s: estimated seconds one worker needs for the runs still to do: per variant, its finished runs'
-        median wall time (the task's median for a variant with none); nan if no run of the task has finished
+    :param left_s: estimated seconds one worker needs for the runs still to do: each at its variant's finished
+        runs' median wall time (the task's median for a variant with none); 0 with nothing to do, nan when no
+        finished run of the task has a wall time to estimate by
+    :param longest_s: the longest of those estimates (0 with nothing to do, nan as ``left_s``)
     """
 
     task: str
@@ -149,6 +152,7 @@ class TaskProgress:
     done: int
     failed: int
     left_s: float
+    longest_s: float
 
     @property
     def to_do(self) -> int:
@@ -165,12 +169,13 @@ def study_progress(config: StudyConfig) -> list[TaskProgress]:
     """
     out = config.out.resolve()
     wall: dict[tuple[str, str], list[float]] = defaultdict(list)
-    done: dict[str, int] = defaultdict(int)
-    failed: dict[str, int] = defaultdict(int)
+    runs: Counter[str] = Counter()
+    done: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
     left: dict[str, list[str]] = defaultdict(list)  # task -> the variant of each run to do
-    specs = config.runs()
-    for spec in specs:
+    for spec in config.runs():
         task, run_dir = f"{spec.algo}/{spec.env_id}", out / spec.run_id
+        runs[task] += 1
         if (run_dir / "done.json").exists():
             done[task] += 1
             seconds = json.loads((run_dir / "done.json").read_text()).get("wall_time_s")
@@ -181,39 +186,54 @@ def study_progress(config: StudyConfig) -> list[TaskProgress]:
         else:
             left[task].append(spec.variant.name)
     progress = []
-    for task in dict.fromkeys(f"{spec.algo}/{spec.env_id}" for spec in specs):
+    for task in runs:
         times = [t for (of, _), values in wall.items() if of == task for t in values]
         task_median = statistics.median(times) if times else math.nan
-        left_s = sum(statistics.median(wall[task, variant]) if wall[task, variant] else task_median
-                     for variant in left[task])
-        runs = sum(f"{spec.algo}/{spec.env_id}" == task for spec in specs)
-        progress.append(TaskProgress(task, runs, done[task], failed[task], left_s))
+        estimates = [statistics.median(wall[task, variant]) if wall[task, variant] else task_median
+                     for variant in left[task]]
+        progress.append(TaskProgress(task, runs[task], done[task], failed[task], sum(estimates, 0.0),
+                                     max(estimates, default=0.0)))
     return progress
 
 
-def progress_report(progress: list[TaskProgress], workers: int) -> str:
+def progress_report(progress: list[TaskProgress], out: Path, workers: int) -> str:
     """:param progress: the study's tasks (:func:`study_progress`)
+    :param out: the directory they were read from
     :param workers: runs at the same time
-    :return: one line per task, then the total with the time left at that many workers"""
-    lines = []
+    :return: the directory, one line per task, then the total with the time left at that many workers: the
+        CPU time shared among them, and never less than the longest run left"""
+    lines = [f"{out}:"]
     for task in progress:
         left = "nothing left" if task.to_do == 0 else (
-            "time left unknown (no finished run to measure)" if math.isnan(task.left_s)
+            "time left unknown (no finished run with a wall time)" if math.isnan(task.left_s)
             else f"about {task.left_s / 3600:.2f} CPU-hours left")
         lines.append(f"{task.task}: {task.done} of {task.runs} done, {task.failed} failed, {task.to_do} to do: {left}")
+    cpu, wall, unestimated = time_left(progress, workers)
     to_do = sum(task.to_do for task in progress)
-    known = sum(task.left_s for task in progress if task.to_do and not math.isnan(task.left_s))
-    unknown = sum(task.to_do for task in progress if task.to_do and math.isnan(task.left_s))
-    total = f"in all: {sum(task.done for task in progress)} of {sum(task.runs for task in progress)} done"
-    if to_do == unknown > 0:
-        total += f", {to_do} to do: time left unknown (no finished run to measure)"
+    total = (f"in all: {sum(task.done for task in progress)} of {sum(task.runs for task in progress)} done, "
+             f"{sum(task.failed for task in progress)} failed, {to_do} to do")
+    if unestimated == to_do > 0:
+        total += ": time left unknown (no finished run with a wall time)"
     elif to_do:
-        total += (f", {to_do} to do: about {known / 3600:.2f} CPU-hours, {known / 3600 / workers:.2f} h with "
-                  f"{workers} worker{'s' if workers > 1 else ''}")
-        total += f", plus {unknown} runs of tasks not yet measured" if unknown else ""
+        total += (f": about {cpu / 3600:.2f} CPU-hours, {wall / 3600:.2f} h with {workers} "
+                  f"worker{'s' if workers > 1 else ''}")
+        total += f", plus {unestimated} run{'s' if unestimated > 1 else ''} not estimated" if unestimated else ""
         total += " (from the finished runs' median wall time per variant, on the machines that made them)"
     lines.append(total)
     return "\n".join(lines)
+
+
+def time_left(progress: list[TaskProgress], workers: int) -> tuple[float, float, int]:
+    """:param progress: the study's tasks (:func:`study_progress`)
+    :param workers: runs at the same time
+    :return: the estimated CPU seconds of the runs to do, the wall seconds that many workers need for them (the
+        CPU time shared among the workers the runs can keep busy, and never less than the longest run), and the
+        number of runs left out for want of an estimate"""
+    measured = [task for task in progress if task.to_do and not math.isnan(task.left_s)]
+    cpu = sum(task.left_s for task in measured)
+    busy = min(workers, sum(task.to_do for task in measured))
+    wall = max([cpu / busy, *(task.longest_s for task in measured)]) if measured else 0.0
+    return cpu, wall, sum(task.to_do for task in progress if task.to_do and math.isnan(task.left_s))
 
 
 COMPARED_RECORDS = ("evaluations.npz", "monitor.csv", "probe.csv", "statistics.csv")
@@ -221,57 +241,81 @@ COMPARED_RECORDS = ("evaluations.npz", "monitor.csv", "probe.csv", "statistics.c
 statistics drift. Times, and the logs that carry them, differ from one making to the next."""
 
 
-def reproduce_runs(config: StudyConfig, run_ids: list[str], work: Path) -> dict[str, list[str]]:
-    """Make finished runs of a study again, in ``work`` and with the code imported now, and compare their records
-    with the recorded ones. Runs repeat bit for bit only on the same kind of processor (and with the same
-    training code): this is how a machine checks that it can extend a study made elsewhere.
+@dataclass(frozen=True)
+class Reproduction:
+    """A finished run made again, against its record.
+
+    :param run_id: the run
+    :param compared: the records of :data:`COMPARED_RECORDS` compared (the ones the recorded run has)
+    :param differing: those that came out different
+    :param failure: why the run failed when made again (None if it finished)
+    :param recorded_code: ``source_hash`` of the training code that made the record
+    :param recorded_hardware: the processor that made it
+    """
+
+    run_id: str
+    compared: tuple[str, ...]
+    differing: tuple[str, ...]
+    failure: str | None
+    recorded_code: str
+    recorded_hardware: str
+
+    @property
+    def identical(self) -> bool:
+        """:return: whether it finished again with every compared record the same"""
+        return self.failure is None and not self.differing
+
+
+def reproduce_runs(config: StudyConfig, run_ids: list[str], work: Path) -> list[Reproduction]:
+    """Make finished runs of a study again, in ``work`` and with the training code imported now, and compare their
+    records with the recorded ones. Runs repeat bit for bit only with the same training code on the same kind
+    of processor: this is how a machine checks that it can extend a study made elsewhere.
 
     :param config: the study
     :param run_ids: the runs to make again (``<algo>/<env>/<variant>/seed-<seed>``), each finished in ``config.out``
     :param work: where to make them (the study's own directory is not touched)
-    :return: run id -> the records that differ (empty: identical), or the reason the run failed
-    :raises StudyError: for a run id the config does not have, or a run not finished
+    :return: one entry per run, in the order given (a run named twice is made once)
+    :raises StudyError: for a run id the config does not have, a run not finished, or one recorded with other
+        settings than the config's
     """
     specs = {spec.run_id: spec for spec in config.runs()}
     out = config.out.resolve()
+    run_ids = list(dict.fromkeys(run_ids))
     for run_id in run_ids:
         if run_id not in specs:
-            raise StudyError(f"{run_id!r} is not a run of study {config.name!r}; its runs are named like "
-                             f"{next(iter(specs))!r}")
+            raise StudyError(f"{run_id!r} is not a run of study {config.name!r}{did_you_mean(run_id, list(specs))}; "
+                             f"runs are named <algo>/<env>/<variant>/seed-<seed>, an env id's '/' written '-'")
         if not (out / run_id / "done.json").exists():
             raise StudyError(f"{run_id} has not finished in {out}: only finished runs can be made again")
-    differences = {}
+        _check_same_settings(specs[run_id], out / run_id)
+    reproductions = []
     for run_id in run_ids:
-        result = run_one(specs[run_id], work / run_id)
-        differences[run_id] = (_differing_records(work / run_id, out / run_id) if result.ok
-                               else [f"the run failed: {result.reason}"])
-    return differences
+        recorded, made = out / run_id, work / run_id
+        record = json.loads((recorded / "done.json").read_text())
+        result = run_one(specs[run_id], made)
+        compared = tuple(name for name in COMPARED_RECORDS if (recorded / name).exists())
+        differing = tuple(name for name in compared if result.ok and not _same_record(made / name, recorded / name))
+        reproductions.append(Reproduction(
+            run_id, compared, differing, None if result.ok else result.reason or "unknown",
+            record.get("code", {}).get("source_hash", "unknown"), record.get("hardware", "unknown hardware"),
+        ))
+    return reproductions
 
 
-def _differing_records(made: Path, recorded: Path) -> list[str]:
-    """:return: the records of :data:`COMPARED_RECORDS` that differ (those the recorded run lacks are skipped:
-    a study may leave some uncommitted)"""
-    differing = []
-    for name in COMPARED_RECORDS:
-        if not (recorded / name).exists():
-            continue
-        if not (made / name).exists():
-            differing.append(name)
-        elif name == "evaluations.npz":
-            with np.load(made / name) as new, np.load(recorded / name) as old:
-                if new.files != old.files or any(not np.array_equal(new[key], old[key]) for key in old.files):
-                    differing.append(name)
-        elif _record_lines(made / name) != _record_lines(recorded / name):
-            differing.append(name)
-    return differing
-
-
-def _record_lines(path: Path) -> list[str]:
+def _same_record(made: Path, recorded: Path) -> bool:
+    if not made.exists():
+        return False
+    if made.name.endswith(".npz"):
+        with np.load(made) as new, np.load(recorded) as old:
+            return new.files == old.files and all(np.array_equal(new[key], old[key]) for key in old.files)
     # A monitor file's first line carries the start time, and each episode's third column its wall-clock time.
-    lines = path.read_text().splitlines()
-    if path.name == "monitor.csv":
-        return [",".join(line.split(",")[:2]) for line in lines[1:]]
-    return lines
+    if made.name == "monitor.csv":
+        return _episodes(made) == _episodes(recorded)
+    return made.read_text() == recorded.read_text()
+
+
+def _episodes(monitor: Path) -> list[list[str]]:
+    return [line.split(",")[:2] for line in monitor.read_text().splitlines()[1:]]
 
 
 def _plan(
