@@ -258,14 +258,19 @@ def _category_axis(ax: Axes, labels: list[str]) -> None:
     ax.set_xlim(-0.5, len(labels) - 0.5)  # a lone category keeps its width
 
 
+def _interval(estimate: st.Estimate) -> list[list[float]] | None:
+    """:return: the estimate's CI as matplotlib's error-bar lengths, None when it is unknown (one run)"""
+    if math.isnan(estimate.low):
+        return None
+    return [[estimate.value - estimate.low], [estimate.high - estimate.value]]
+
+
 def _errorbar(ax: Axes, x: float, estimate: st.Estimate, color: str, marker: str = "o") -> None:
     """A point with its CI; a point alone when the interval is unknown (one run)."""
     if math.isnan(estimate.value):
         return
-    yerr = None
-    if not math.isnan(estimate.low):
-        yerr = [[estimate.value - estimate.low], [estimate.high - estimate.value]]
-    ax.errorbar([x], [estimate.value], yerr=yerr, color=color, marker=marker, markersize=5, capsize=3, lw=1.2)
+    ax.errorbar([x], [estimate.value], yerr=_interval(estimate), color=color, marker=marker, markersize=5, capsize=3,
+                lw=1.2)
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -676,9 +681,7 @@ def plot_aggregate(analysis: Analysis, colors: dict[str, str]) -> Figure | None:
         return None
     figure, ax = plt.subplots(figsize=(WIDTH_IN / 2, 0.25 * len(rows) + 1.0), layout="constrained")
     for i, row in enumerate(rows):
-        estimate = row.iqm
-        xerr = None if math.isnan(estimate.low) else [[estimate.value - estimate.low], [estimate.high - estimate.value]]
-        ax.errorbar([estimate.value], [i], xerr=xerr, color=colors.get(row.variant, "grey"), marker="o",
+        ax.errorbar([row.iqm.value], [i], xerr=_interval(row.iqm), color=colors.get(row.variant, "grey"), marker="o",
                     markersize=4, capsize=2, lw=1.2)
     ax.set_yticks(range(len(rows)), [f"{r.variant} ({len(r.tasks)})" for r in rows])
     ax.invert_yaxis()
@@ -752,10 +755,8 @@ def _dose_panel(ax: Axes, chains: list[list[DosePoint]], colors: dict[str, str],
         drawn = [point for point in points if not math.isnan(noise_of(point).value)]
         for point in drawn:
             noise, level = noise_of(point), point.final
-            xerr = None if math.isnan(noise.low) else [[noise.value - noise.low], [noise.high - noise.value]]
-            yerr = None if math.isnan(level.low) else [[level.value - level.low], [level.high - level.value]]
-            ax.errorbar([noise.value], [level.value], xerr=xerr, yerr=yerr, color=color, marker="o", markersize=4,
-                        capsize=2, lw=1, label=chain[0] if point is drawn[0] else None)
+            ax.errorbar([noise.value], [level.value], xerr=_interval(noise), yerr=_interval(level), color=color,
+                        marker="o", markersize=4, capsize=2, lw=1, label=chain[0] if point is drawn[0] else None)
             # The chain is in the legend; a point names only what sets it apart from the chain's first.
             dose = point.variant.removeprefix(chain[0]).lstrip("-") if point.variant != chain[0] else ""
             ax.annotate(dose, (noise.value, level.value), fontsize=5, xytext=(3, 3), textcoords="offset points")
