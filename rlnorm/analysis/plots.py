@@ -114,7 +114,7 @@ CAPTIONS = {
     "right, the relative probe noise the runs trained with (each run's median over its probe points, mean over "
     "runs). The legend names each chain by its first variant, the labels the others by what their names add; one "
     "row per task.",
-    "statistics_drift": "Relative change of the running statistics between evaluation points, mean over runs; "
+    "statistics_drift": "Relative change of the running statistics between probe points, mean over runs; "
     "line style per network.",
 }
 """What each figure shows, by file name (the report prints these under the figures)."""

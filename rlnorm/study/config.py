@@ -30,10 +30,10 @@ A study config is a YAML mapping with these keys (``configs/smoke.yaml`` is a co
                                  #   random streams: still reproducible, but training then depends
                                  #   on the evaluation schedule)
     probe:                       # the minibatch-noise probe (rlnorm.core.probe) and the drift of the running
-      enabled: true              #   statistics, at evaluations at least `every` steps apart (after the
-      every: 10000               #   first), on states from the agent's buffer; states: probe states,
-      states: 16                 #   draws: minibatches per state (written to probe.csv and
-      draws: 8                   #   statistics.csv)
+      enabled: true              #   statistics, every `every` environment steps (PPO/A2C: at the end of a
+      every: 10000               #   rollout, before its update; off-policy: once updates have begun), on
+      states: 16                 #   training-sized minibatches of the states training draws from; states:
+      draws: 8                   #   probe states, draws: minibatches per state (probe.csv, statistics.csv)
     tensorboard: false           # also write TensorBoard logs (needs the tensorboard package)
     executor: local              # local (a process pool) or ray; `rlnorm study --executor` overrides it
     workers: 2                   # runs at the same time (default: local, the number of cores; ray, the
@@ -110,10 +110,11 @@ class NormVariant:
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """The minibatch-noise probe run at evaluation points (docs/method.md#the-noise-probe).
+    """The minibatch-noise probe, run during training on its own schedule (docs/method.md#the-noise-probe).
 
     :param enabled: whether to probe
-    :param every: least environment steps between two probes (probes happen at evaluations)
+    :param every: least environment steps between two probes (PPO/A2C probe when a rollout is complete,
+        off-policy agents once updates have begun)
     :param states: probe states per network
     :param draws: minibatches drawn per probe state
     """
@@ -155,7 +156,7 @@ class RunSpec:
     :param timesteps: training budget in environment steps
     :param eval: evaluation settings
     :param tensorboard: whether to write TensorBoard logs
-    :param probe: the minibatch-noise probe at evaluation points
+    :param probe: the minibatch-noise probe settings
     """
 
     algo: str
@@ -187,7 +188,7 @@ class Task:
     :param seeds: training seeds
     :param timesteps: training budget of each run, in environment steps
     :param eval: evaluation settings
-    :param probe: the probe at evaluation points
+    :param probe: the probe settings
     :param variants: the norm variants run on this task
     """
 
