@@ -1,6 +1,7 @@
 """Study configs: read a YAML file, check every value, and expand it into one :class:`RunSpec` per run.
 
-A study config is a YAML mapping with these keys (this list is the reference; ``configs/smoke.yaml`` is a small example)::
+A study config is a YAML mapping with these keys (this list is the reference; ``configs/smoke.yaml`` is a small
+example)::
 
     name: quick                  # study name (default: the file name without .yaml)
     out: results/quick           # output directory, relative to the working directory
