@@ -54,6 +54,15 @@ def test_mujoco_config_covers_both_envs_for_each_algo():
     assert [variant.norm for variant in config.variants] == CORE_NORMS and len(config.runs()) == 6 * 6 * 5
 
 
+def test_noise_config_injects_noise_only_into_fixed_statistics_ten_seeds_a_cell():
+    config = load_study(CONFIGS / "noise.yaml")
+    runs = config.runs()
+    assert len(runs) == 80 and {run.seed for run in runs} == set(range(10))
+    doses = {run.variant.name: run.variant.norm_kwargs.get("injected_noise", 0) for run in runs}
+    assert sorted(set(doses.values())) == [0, 1, 4, 16]
+    assert all(run.variant.norm_mode == "fixed" for run in runs)
+
+
 def test_claim_config_gives_every_cell_ten_seeds_and_doses_only_batch_statistics_rungs():
     config = load_study(CONFIGS / "claim.yaml")
     cells: dict[tuple[str, str], dict[str, set[int]]] = {}
@@ -194,6 +203,12 @@ BAD_CONFIGS = {
     "ghost batches without batch statistics": (
         minimal(norms=[{"ln-g": {"norm": "ln", "norm_kwargs": {"ghost_batches": 4}}}]),
         ["norm 'ln' has no option 'ghost_batches'", "bn, mobn, wn+mobn, brn"]),
+    "injected noise with batch statistics": (
+        minimal(norms=[{"bn-n4": {"norm": "bn", "norm_kwargs": {"injected_noise": 4}}}]),
+        ["norms[0]: injected_noise=4 needs norm_mode 'frozen' or 'fixed'", "in norm_mode 'sb3'"]),
+    "negative injected noise": (
+        minimal(norms=[{"bn-n": {"norm": "bn", "norm_mode": "fixed", "norm_kwargs": {"injected_noise": -1}}}]),
+        ["injected_noise must be a finite number >= 0", "got -1"]),
     # DQN CartPole trains on batches of 64: 64 ghost batches would hold one sample each.
     "too many ghost batches": (
         minimal(algos={"dqn": ["CartPole-v1"]},

@@ -598,3 +598,64 @@ def test_a_network_with_layers_the_norm_cannot_handle_names_the_layer_and_the_no
     normalize_mlp(cnn, "wn+mobn")
     assert [type(m).__name__ for m in cnn] == ["NormalizedLayer", "ReLU", "Flatten", "NormalizedLayer", "ReLU"]
     assert cnn(images(4)[:, :, :9, :9]).shape == (4, 8)
+
+
+def statistics_scatter(layer: nn.Module, n: int, calls: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    """Over ``calls`` train-mode calls on fresh N(1, 2²) batches of ``n``: each call's shift of the layer's output
+    from the batch centred at the true mean (mean-only BN: (x - shift) directly), and its scale.
+
+    :return: (shifts, scales), calls x features
+    """
+    torch.manual_seed(1)
+    shifts, scales = [], []
+    for _ in range(calls):
+        x = torch.randn(n, 16) * 2 + 1
+        with torch.no_grad():
+            y = layer(x)
+        # y = (x - m) * s + b per feature: two samples give s, then m.
+        scale = (y[1] - y[0]) / (x[1] - x[0])
+        shifts.append(x[0] - (y[0] - layer.bias.detach()) / scale)
+        scales.append(scale)
+    return torch.stack(shifts), torch.stack(scales)
+
+
+@pytest.mark.parametrize("layer_type", [MeanOnlyBatchNorm, BatchNorm])
+def test_injected_noise_scatters_fixed_statistics_as_much_as_batch_statistics_scatter(layer_type):
+    n = 64
+    batch = layer_type(16)  # statistics of each batch
+    batch_shift, batch_scale = statistics_scatter(batch, n)
+    for dose in (1, 4):
+        fixed = layer_type(16, injected_noise=dose)
+        fixed.set_statistics("fixed")
+        with torch.no_grad():
+            fixed(torch.randn(4096, 16) * 2 + 1)  # fixes the statistics at about the true ones
+        shift, scale = statistics_scatter(fixed, n)
+        # The shift's spread is the batch mean's (2 / √64 = 0.25), √dose times over.
+        ratio = shift.std(dim=0).mean() / batch_shift.std(dim=0).mean()
+        assert ratio == pytest.approx(dose**0.5, rel=0.08)
+        if layer_type is BatchNorm:
+            # The scale's relative spread is the batch std's, about √(dose / (2 n)).
+            def relative_spread(scales: torch.Tensor) -> torch.Tensor:
+                return (scales.std(dim=0) / scales.mean(dim=0)).mean()
+
+            assert relative_spread(scale) / relative_spread(batch_scale) == pytest.approx(dose**0.5, rel=0.12)
+
+
+def test_injected_noise_changes_train_mode_only_and_not_with_the_batchs_other_samples():
+    layer = hidden_layer("bn", injected_noise=1.0)
+    layer.norm.set_statistics("fixed")
+    layer.train()
+    x = torch.randn(32, 6)
+    with torch.no_grad():
+        first, second = layer(x), layer(x)
+    assert not torch.allclose(first, second)  # the same batch, another draw of noise
+    layer.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), layer(x), rtol=0, atol=0)
+        torch.testing.assert_close(layer(x[:1]), layer(x)[:1])
+
+
+@pytest.mark.parametrize("value", [-1, float("inf"), "1", True])
+def test_bad_injected_noise_is_named(value):
+    with pytest.raises(ValueError, match=f"injected_noise must be a finite number >= 0.*got {value!r}"):
+        validate_norm("bn", {"injected_noise": value})

@@ -361,6 +361,26 @@ def test_norm_mode_is_checked():
         make("sac", norm="ln", norm_mode="frozen")
 
 
+def test_injected_noise_needs_a_mode_without_batch_statistics():
+    for mode in ("sb3", "consistent"):
+        with pytest.raises(ValueError, match=f"injected_noise=4 needs norm_mode 'frozen' or 'fixed'.*{mode!r}"):
+            make("dqn", norm="bn", norm_mode=mode, norm_kwargs=dict(injected_noise=4))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_injected_noise_trains_a_fixed_network_and_a_seeded_run_repeats(algo):
+    def trained(**norm_kwargs):
+        model = make(algo, norm="mobn", norm_mode="fixed", norm_kwargs=norm_kwargs)
+        learn(model, algo)
+        return model.policy
+
+    noisy = trained(injected_noise=1.0)
+    assert_same_parameters(noisy, trained(injected_noise=1.0))
+    plain = trained()
+    pairs = zip(noisy.state_dict().values(), plain.state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
+
+
 def test_consistent_mode_makes_the_first_ratio_one():
     model = make("ppo", norm="bn", norm_mode="consistent")
     learn(model, "ppo")

@@ -116,9 +116,11 @@ def test_probe_model_measures_every_network_from_its_own_buffer(algo):
             assert (measurement.noise > 1e-4) == (norm == "bn")
 
 
-def test_probing_during_training_does_not_change_the_run():
+@pytest.mark.parametrize("norm_kwargs", [{}, {"norm_mode": "fixed", "norm_kwargs": {"injected_noise": 1.0}}])
+def test_probing_during_training_does_not_change_the_run(norm_kwargs):
     def train(probe: bool):
-        model = MODELS["ppo"][0]("bn")
+        model = PPO(NormActorCriticPolicy, make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=64, batch_size=32,
+                    seed=0, policy_kwargs=dict(norm="bn", net_arch=[16], **norm_kwargs))
         model.learn(128)
         # As at an evaluation point: eval mode, a folded layer cached by predict, then the probe.
         model.predict(np.zeros((2, 4), dtype=np.float32), deterministic=True)
@@ -134,6 +136,20 @@ def test_a_batch_that_is_the_whole_pool_has_exactly_no_noise(gaussian_pool):
     pool = gaussian_pool[:64]
     measured = minibatch_noise(BatchNorm(FEATURES), pool, batch_size=64, n_draws=4, n_probe=4)
     assert measured.noise == 0.0
+
+
+def test_injected_noise_is_measured_as_batch_noise_of_its_size_even_on_the_whole_pool(gaussian_pool):
+    # d = 1: the scatter of the statistics of a batch of B, so about mean-only BN's own noise at B.
+    fixed = MeanOnlyBatchNorm(FEATURES, injected_noise=1.0)
+    fixed.set_statistics("fixed")
+    with torch.no_grad():
+        fixed(gaussian_pool)
+    state = torch.get_rng_state()
+    measured = minibatch_noise(fixed, gaussian_pool, B, n_draws=64, n_probe=32)
+    assert torch.equal(torch.get_rng_state(), state)  # the probe draws from the global generator and puts it back
+    assert measured.noise == pytest.approx(SIGMA / math.sqrt(B), rel=0.1)
+    whole_pool = minibatch_noise(fixed, gaussian_pool[:B], batch_size=B, n_draws=16, n_probe=8)
+    assert whole_pool.noise > 0.1
 
 
 def test_the_gap_at_a_whole_pool_batch_is_train_mode_on_the_pool_against_eval_mode():

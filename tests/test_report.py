@@ -210,6 +210,27 @@ def test_a_noise_dose_claim_gets_its_dose_response_section(tmp_path):
                                          ["ppo/CartPole-v1", "bn", "bn-g4", "4", "10"]]
 
 
+def test_an_injected_noise_chain_gets_its_dose_column(tmp_path):
+    from test_analysis import write_probed
+
+    for variant, dose, level, noise in (("bn-fixed", 0, 400, 0.1), ("bn-fixed-n4", 4, 300, 0.2)):
+        norm_kwargs = {"injected_noise": dose} if dose else None
+        write_probed(tmp_path / "results", variant, level, noise, norm_kwargs=norm_kwargs)
+    cache_random_returns(tmp_path / "results", **{"CartPole-v1": 20.0})
+    config = tmp_path / "claims.yaml"
+    config.write_text("claims:\n  - {name: dose, variants: [bn-fixed, bn-fixed-n4], quantity: final return, "
+                      "direction: less}\n")
+    md_path, _ = write_report(load_results(tmp_path / "results"), tmp_path / "report", config)
+    section = md_path.read_text().split("## Noise dose-response")[1].split("## ")[0]
+    table = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+             if line.startswith("| ")]
+    assert table[0][3:6] == ["ghost batches", "injected noise", "runs"]
+    assert [row[2:6] for row in table[1:]] == [["bn-fixed", "1", "0", "10"], ["bn-fixed-n4", "1", "4", "10"]]
+    with open(tmp_path / "report" / "runs.csv") as file:
+        runs = list(csv.DictReader(file))
+    assert {(row["variant"], row["injected_noise"]) for row in runs} == {("bn-fixed", "0.0"), ("bn-fixed-n4", "4.0")}
+
+
 def test_a_bench_record_is_named_in_the_setup(tmp_path):
     write_study(tmp_path, {"wn": list(300 + TEN), "bn": list(300 + TEN)})
     write_bench(tmp_path, {"ppo/CartPole-v1": {"wn": [1.0] * 12, "bn": [1.1] * 12}})

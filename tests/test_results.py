@@ -327,6 +327,14 @@ def write_bench(root, times: dict[str, dict[str, list[float]]], cnn: dict[str, t
     (root / "bench.json").write_text(json.dumps(record))
 
 
+def test_injected_noise_on_a_whole_pool_minibatch_is_measured_noise(tmp_path):
+    # The same batch at every draw, but a layer injected noise: the draws differ, and that is the run's noise.
+    write_run(tmp_path, "bn", 0, probe=[(256, "actor", "output", 256, 256, 0.05, 0.4, 0.3, 0.0),
+                                        (512, "actor", "output", 256, 256, 0.04, 0.4, 0.2, 0.0)])
+    run = load_results(tmp_path).runs[0]
+    assert run.probe_median("relative_noise") == pytest.approx(0.25)
+
+
 def test_probe_noise_of_a_whole_pool_minibatch_is_not_applicable_but_its_gap_is_measured(tmp_path):
     # PPO's zoo CartPole: the minibatch is the whole rollout, so every draw is the same batch.
     write_run(tmp_path, "bn", 0, probe=[(256, "actor", "output", 256, 256, 0.0, 0.4, 0.0, float("nan")),

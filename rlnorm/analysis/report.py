@@ -49,6 +49,7 @@ from rlnorm.analysis.verdicts import (
     Decided,
     analyze,
     decide_secondary,
+    noise_dose,
     undirected_test,
 )
 from rlnorm.study.checks import ConfigError
@@ -237,11 +238,13 @@ def variance_table(analysis: Analysis) -> Table:
 
 def dose_table(analysis: Analysis) -> Table:
     """:return: per task and dose of each noise dose-response chain, the noise measured and the return reached"""
-    headers = ["task", "chain (its first dose)", "variant", "ghost batches", "runs", "relative probe noise [95% CI]",
-               "noise added: first probe point, x the first dose's [95% CI]", "final IQM [95% CI]",
-               "failure rate [Wilson 95%]"]
-    rows = [["/".join(d.task), d.chain[0], d.variant, str(d.ghost_batches), str(d.runs),
-             _estimate(d.relative_noise), _estimate(d.added_noise), _estimate(d.final), _estimate(d.failure_rate)]
+    injected = any(d.injected_noise for d in analysis.dose)  # a column only where some chain injects noise
+    headers = ["task", "chain (its first dose)", "variant", "ghost batches", *(["injected noise"] if injected else []),
+               "runs", "relative probe noise [95% CI]", "noise added: first probe point, x the first dose's [95% CI]",
+               "final IQM [95% CI]", "failure rate [Wilson 95%]"]
+    rows = [["/".join(d.task), d.chain[0], d.variant, str(d.ghost_batches),
+             *([f"{d.injected_noise:g}"] if injected else []), str(d.runs), _estimate(d.relative_noise),
+             _estimate(d.added_noise), _estimate(d.final), _estimate(d.failure_rate)]
             for d in analysis.dose]
     return headers, rows
 
@@ -676,7 +679,7 @@ def write_comparisons(analysis: Analysis, path: str | Path) -> Path:
 
 RUN_SUMMARY_COLUMNS = (
     "run", "algo", "env", "variant", "norm", "norm_mode", "norm_kwargs", "norm_in", "seed", "status",
-    "ghost_batches", "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap",
+    "ghost_batches", "injected_noise", "steps", "budget", *RunMetrics.__dataclass_fields__, "probe_noise", "probe_gap",
     "probe_relative_noise", "probe_layer_relative_noise", "probe_layer_noise_excess_kurtosis", "mode_mismatch",
     "mode_mismatch_max", "wall_time_s", "evaluation_s", "probe_s", "train_time_s", "hardware", "reason",
 )
@@ -715,7 +718,7 @@ def write_run_summary(results: Results, path: str | Path) -> Path:
         rows.append([
             run.run_id, run.algo, run.env_id, run.variant, run.norm, run.norm_mode,
             json.dumps(run.norm_kwargs, sort_keys=True), run.norm_in, run.seed, run.status,
-            run.norm_kwargs.get("ghost_batches", 1), int(run.steps[-1]) if run.steps.size else 0, run.budget,
+            *noise_dose(run.norm_kwargs), int(run.steps[-1]) if run.steps.size else 0, run.budget,
             *(_number(value) for value in numbers), run.hardware, run.reason or "",
         ])
     return write_csv(path, RUN_SUMMARY_COLUMNS, rows)

@@ -82,8 +82,8 @@ class ProbeRecord:
     :param relative_noise: the noise over the output's spread across probe states (scale-free)
     :param noise_excess_kurtosis: the noise's excess kurtosis, 0 for Gaussian noise
     :param batch_size: the B probed at (0 in records written before it was recorded)
-    :param pool_size: the states the minibatches came from (0 likewise); equal to ``batch_size``, the noise
-        is 0 by construction
+    :param pool_size: the states the minibatches came from (0 likewise); equal to ``batch_size``, every draw
+        is the same batch and the noise is 0 by construction, unless a layer injected noise
     """
 
     timesteps: int
@@ -97,9 +97,10 @@ class ProbeRecord:
     pool_size: int = 0
 
     @property
-    def whole_pool(self) -> bool:
-        """Whether the minibatch was the whole pool: every draw the same batch, no noise by construction."""
-        return self.batch_size > 0 and self.batch_size == self.pool_size
+    def noise_not_applicable(self) -> bool:
+        """Whether the minibatch was the whole pool and nothing else varied between draws: every draw the same
+        batch, no noise by construction (a layer that injects noise makes some)."""
+        return self.batch_size > 0 and self.batch_size == self.pool_size and self.noise == 0
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ class Run:
         records = [r for r in self.probe if (r.layer != OUTPUT_LAYER if every_layer else r.layer == layer)
                    and (at is None or r.timesteps == at)]
         if quantity != "gap":
-            records = [r for r in records if not r.whole_pool]
+            records = [r for r in records if not r.noise_not_applicable]
         series: dict[tuple[str, str], list[float]] = {}
         for record in sorted(records, key=lambda r: r.timesteps):
             value = getattr(record, quantity)

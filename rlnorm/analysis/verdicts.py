@@ -253,6 +253,7 @@ class DosePoint:
     :param chain: the chain's variants in dose order (a trend claim's on final return)
     :param variant: this dose's variant
     :param ghost_batches: its ``ghost_batches`` (1: the plain layer)
+    :param injected_noise: its ``injected_noise`` (0: none)
     :param runs: its finished runs
     :param relative_noise: the runs' median relative probe noise over training, averaged over runs, 95 % bootstrap CI
     :param added_noise: the relative noise at the first probe point over that of the chain's first dose with the
@@ -267,6 +268,7 @@ class DosePoint:
     chain: tuple[str, ...]
     variant: str
     ghost_batches: int
+    injected_noise: float
     runs: int
     relative_noise: st.Estimate
     added_noise: st.Estimate
@@ -344,7 +346,7 @@ def _not_applicable(quantity: str, groups: list[Group]) -> str | None:
     """Why a quantity cannot vary on these groups, None if it can."""
     if quantity in ("relative probe noise", "noise kurtosis"):
         records = [r for g in groups for run in g.finished for r in run.probe]
-        if records and all(r.whole_pool for r in records):
+        if records and all(r.noise_not_applicable for r in records):
             return ("n/a: the probe's minibatch is its whole pool (every draw the same batch), so its noise "
                     "cannot vary")
         if not records:
@@ -821,10 +823,10 @@ def aggregates(results: Results, scales: dict[Task, TaskScale], rng: int) -> lis
 def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task, TaskScale],
                   rng: int) -> list[DosePoint]:
     """
-    The noise dose-response of each trend claim on final return along ghost batches (other trends, such as a
-    momentum sweep, dose something else): per task where every dose has finished runs with probe noise, each
-    dose's relative noise over training, the noise it adds to one network, and the return it reached, in dose
-    order.
+    The noise dose-response of each trend claim on final return along ghost batches or injected noise (other
+    trends, such as a momentum sweep, dose something else): per task where every dose has finished runs with probe
+    noise, each dose's relative noise over training, the noise it adds to one network, and the return it reached,
+    in dose order.
 
     :param results: the results
     :param claims: the claims (their trend parts on final return name the chains)
@@ -838,7 +840,7 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
     for task in results.tasks:
         for chain in chains:
             groups = _groups(results, task, chain)
-            if groups is None or len({group.norm_kwargs.get("ghost_batches", 1) for group in groups}) == 1:
+            if groups is None or len({noise_dose(group.norm_kwargs) for group in groups}) == 1:
                 continue
             noise = [group.values(lambda run: run.probe_median("relative_noise")) for group in groups]
             if any(values.size == 0 or group.finals().size == 0 for values, group in zip(noise, groups, strict=True)):
@@ -850,16 +852,21 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
                 failure = (st.failure_rate(scale.normalize(finals), scale.failure_below)
                            if scale is not None and not math.isnan(scale.reference_return)
                            else st.Estimate(math.nan, math.nan, math.nan))
-                points.append(DosePoint(task, chain, group.variant, int(group.norm_kwargs.get("ghost_batches", 1)),
-                                        int(finals.size), st.mean_ci(values, rng=rng), added_noise,
-                                        st.iqm_ci(finals, rng=rng), failure))
+                points.append(DosePoint(task, chain, group.variant, *noise_dose(group.norm_kwargs), int(finals.size),
+                                        st.mean_ci(values, rng=rng), added_noise, st.iqm_ci(finals, rng=rng), failure))
     return points
+
+
+def noise_dose(norm_kwargs: dict) -> tuple[int, float]:
+    """:return: the noise dose a variant's options set: (``ghost_batches``, ``injected_noise``), (1, 0.0) for none"""
+    return int(norm_kwargs.get("ghost_batches", 1)), float(norm_kwargs.get("injected_noise", 0.0))
 
 
 def _added_noise(groups: list[Group], rng: int) -> list[st.Estimate]:
     """Per dose, its first-point relative noise over the first dose's, seed by seed (see DosePoint.added_noise)."""
     def design(group: Group) -> str:
-        kwargs = {key: value for key, value in group.norm_kwargs.items() if key != "ghost_batches"}
+        kwargs = {key: value for key, value in group.norm_kwargs.items()
+                  if key not in ("ghost_batches", "injected_noise")}
         return repr((group.norm, group.norm_mode, group.norm_in, sorted(kwargs.items())))
 
     unmeasured = st.Estimate(math.nan, math.nan, math.nan)
@@ -882,7 +889,8 @@ def _one_network_first(run: Run, other: Run) -> bool:
     def first_spreads(of: Run) -> dict[str, float]:
         step = of.first_probe_step
         return {r.network: r.noise / r.relative_noise for r in of.probe
-                if r.timesteps == step and r.layer == OUTPUT_LAYER and not r.whole_pool and r.relative_noise > 0}
+                if r.timesteps == step and r.layer == OUTPUT_LAYER and not r.noise_not_applicable
+                and r.relative_noise > 0}
 
     mine, theirs = first_spreads(run), first_spreads(other)
     return (run.first_probe_step == other.first_probe_step and bool(mine) and mine.keys() == theirs.keys()

@@ -61,6 +61,16 @@ def check_ghost_batches(ghost_batches: Any) -> int:
     return ghost_batches
 
 
+def check_injected_noise(injected_noise: Any) -> float:
+    """:param injected_noise: the dose d of noise injected into running or fixed statistics
+    :return: it, checked: a finite number of at least 0 (0: none)"""
+    if isinstance(injected_noise, bool) or not isinstance(injected_noise, int | float) or not (
+        0 <= injected_noise < math.inf
+    ):
+        raise ValueError(f"injected_noise must be a finite number >= 0 (0: none), got {injected_noise!r}")
+    return float(injected_noise)
+
+
 def moments(
     x: torch.Tensor, dim: int | tuple[int, ...], correction: int = 0, keepdim: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +153,15 @@ class BatchStatisticsNorm(nn.Module):
     per call, from the whole batch, and eval mode is unchanged. This raises the minibatch noise about
     √k-fold and changes nothing else: a noise dose.
 
+    With ``injected_noise`` d > 0, a train-mode call that normalizes with running or fixed statistics (the
+    ``frozen`` and ``fixed`` norm modes) perturbs them as the statistics of its own batch would scatter around
+    them, d times the variance: the mean by a normal shift of standard deviation √(d/n) times the batch's
+    spread per feature (n values per feature), shared by the whole batch as a batch mean is, and a variance
+    by a factor χ²(ν)/ν with ν = n/d - 1 (at least 1). For Gaussian features d = 1 is the noise of batch
+    statistics at this batch size and d = k that of k ghost batches, but the perturbation does not depend on
+    which samples share the batch: a noise dose for a network without batch statistics. The numbers come
+    from torch's global generator, so a seeded run repeats.
+
     Images (N, C, H, W), after a ``Conv2d``, are normalized per channel with statistics over the samples and
     their pixels, as ``BatchNorm2d`` does.
 
@@ -151,18 +170,20 @@ class BatchStatisticsNorm(nn.Module):
 
     :param momentum: weight of the newest batch in the running statistics
     :param ghost_batches: k, the number of ghost batches (1: the plain layer)
+    :param injected_noise: d, the dose of noise injected into running or fixed statistics (0: none)
     """
 
     #: The variance's correction (see :func:`moments`) in the normalization itself; None for a norm that uses
     #: no variance.
     variance_correction: int | None = 0
 
-    def __init__(self, momentum: float, ghost_batches: int = 1) -> None:
+    def __init__(self, momentum: float, ghost_batches: int = 1, injected_noise: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{type(self).__name__} momentum must be in [0, 1], got {momentum}")
         self.momentum = momentum
         self.ghost_batches = check_ghost_batches(ghost_batches)
+        self.injected_noise = check_injected_noise(injected_noise)
         self.statistics = "batch"
         # A buffer, so that a saved model keeps its fixed statistics fixed.
         self.register_buffer("statistics_fixed", torch.tensor(False))
@@ -193,7 +214,23 @@ class BatchStatisticsNorm(nn.Module):
             if self.statistics == "batch":
                 self._update_running(*self._whole_batch_moments(x.detach()))
             return normalized
-        return self._normalize_part(x, *self._running_statistics_for(x))
+        mean, var = self._running_statistics_for(x)
+        if self.injected_noise:
+            mean, var = self._inject_noise(x, mean, var)
+        return self._normalize_part(x, mean, var)
+
+    def _inject_noise(
+        self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:return: ``mean`` and ``var`` perturbed as ``injected_noise`` says (features last)"""
+        values = x.detach().reshape(-1, x.shape[-1])
+        count = values.shape[0]
+        spread = moments(values, 0, correction=1)[1].sqrt()
+        mean = mean + spread * math.sqrt(self.injected_noise / count) * torch.randn_like(mean)
+        if self.variance_correction is not None:
+            dof = max(count / self.injected_noise - 1.0, 1.0)
+            var = var * torch.distributions.Chi2(torch.full_like(var, dof)).sample() / dof
+        return mean, var
 
     def _normalize_part(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -244,10 +281,12 @@ class BatchNorm(BatchStatisticsNorm):
     :param momentum: weight of the newest batch in the running statistics
     :param eps: added to the variance before the square root
     :param ghost_batches: ghost batches per train-mode batch (see :class:`BatchStatisticsNorm`)
+    :param injected_noise: noise dose of running or fixed statistics (see :class:`BatchStatisticsNorm`)
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1) -> None:
-        super().__init__(momentum, ghost_batches)
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1,
+                 injected_noise: float = 0.0) -> None:
+        super().__init__(momentum, ghost_batches, injected_noise)
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
@@ -272,7 +311,8 @@ class BatchNorm(BatchStatisticsNorm):
         return scale, self.bias - self.running_mean * scale
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, momentum={self.momentum}, eps={self.eps}, ghost_batches={self.ghost_batches}"
+        return (f"{self.weight.shape[0]}, momentum={self.momentum}, eps={self.eps}, "
+                f"ghost_batches={self.ghost_batches}, injected_noise={self.injected_noise}")
 
 
 class MeanOnlyBatchNorm(BatchStatisticsNorm):
@@ -284,10 +324,12 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
     :param num_features: number of features
     :param momentum: weight of the newest batch in the running mean
     :param ghost_batches: ghost batches per train-mode batch (see :class:`BatchStatisticsNorm`)
+    :param injected_noise: noise dose of running or fixed statistics (see :class:`BatchStatisticsNorm`)
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.1, ghost_batches: int = 1) -> None:
-        super().__init__(momentum, ghost_batches)
+    def __init__(self, num_features: int, momentum: float = 0.1, ghost_batches: int = 1,
+                 injected_noise: float = 0.0) -> None:
+        super().__init__(momentum, ghost_batches, injected_noise)
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
 
@@ -326,7 +368,8 @@ class MeanOnlyBatchNorm(BatchStatisticsNorm):
         return torch.ones_like(self.bias), self.bias - self.running_mean
 
     def extra_repr(self) -> str:
-        return f"{self.bias.shape[0]}, momentum={self.momentum}, ghost_batches={self.ghost_batches}"
+        return (f"{self.bias.shape[0]}, momentum={self.momentum}, ghost_batches={self.ghost_batches}, "
+                f"injected_noise={self.injected_noise}")
 
 
 class BatchRenorm(BatchStatisticsNorm):
@@ -618,15 +661,19 @@ def _without_bias(layer: Layer) -> Layer:
     return layer
 
 
-def batch_norm(layer: Layer, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1) -> nn.Module:
+def batch_norm(layer: Layer, momentum: float = 0.1, eps: float = 1e-5, ghost_batches: int = 1,
+               injected_noise: float = 0.0) -> nn.Module:
     """:return: ``layer``, without its bias, followed by batch norm (per channel after a convolution)."""
-    norm = BatchNorm(layer_width(layer), momentum=momentum, eps=eps, ghost_batches=ghost_batches)
+    norm = BatchNorm(layer_width(layer), momentum=momentum, eps=eps, ghost_batches=ghost_batches,
+                     injected_noise=injected_noise)
     return NormalizedLayer(_without_bias(layer), norm)
 
 
-def mean_only_batch_norm(layer: Layer, momentum: float = 0.1, ghost_batches: int = 1) -> nn.Module:
+def mean_only_batch_norm(layer: Layer, momentum: float = 0.1, ghost_batches: int = 1,
+                         injected_noise: float = 0.0) -> nn.Module:
     """:return: ``layer``, without its bias, followed by mean-only batch norm."""
-    norm = MeanOnlyBatchNorm(layer_width(layer), momentum=momentum, ghost_batches=ghost_batches)
+    norm = MeanOnlyBatchNorm(layer_width(layer), momentum=momentum, ghost_batches=ghost_batches,
+                             injected_noise=injected_noise)
     return NormalizedLayer(_without_bias(layer), norm)
 
 
@@ -636,11 +683,12 @@ def weight_norm_layer(layer: Layer, init: str = "default") -> nn.Module:
 
 
 def weight_norm_mean_only_batch_norm(
-    layer: Layer, init: str = "default", momentum: float = 0.1, ghost_batches: int = 1
+    layer: Layer, init: str = "default", momentum: float = 0.1, ghost_batches: int = 1, injected_noise: float = 0.0
 ) -> nn.Module:
     """:return: weight-normalized ``layer``, without its bias, followed by mean-only batch norm (Salimans &
     Kingma's pair)."""
-    norm = MeanOnlyBatchNorm(layer_width(layer), momentum=momentum, ghost_batches=ghost_batches)
+    norm = MeanOnlyBatchNorm(layer_width(layer), momentum=momentum, ghost_batches=ghost_batches,
+                             injected_noise=injected_noise)
     return NormalizedLayer(_weight_normalized(_without_bias(layer), init), norm, data_init=init == "data")
 
 
@@ -786,6 +834,8 @@ def validate_norm(name: str, norm_kwargs: dict[str, Any] | None = None) -> NormS
             raise ValueError(f"norm {name!r} has no option {key!r}; its options: {allowed}{hint}")
         if key == "ghost_batches":
             check_ghost_batches(value)
+        if key == "injected_noise":
+            check_injected_noise(value)
     return spec
 
 

@@ -58,9 +58,10 @@ from rlnorm.study.records import NORM_MODES
 _ONLINE_STATISTICS = {"sb3": "batch", "consistent": "batch", "frozen": "running", "fixed": "fixed"}
 
 
-def validate_norm_mode(norm: str, norm_mode: str) -> None:
+def validate_norm_mode(norm: str, norm_mode: str, norm_kwargs: dict[str, Any] | None = None) -> None:
     """:param norm: a registered norm name
     :param norm_mode: one of :data:`NORM_MODES`; anything but ``"sb3"`` needs a batch-statistics norm
+    :param norm_kwargs: the norm's options; ``injected_noise`` needs a mode without batch statistics
     """
     if norm_mode not in NORM_MODES:
         raise ValueError(f"norm_mode must be one of {', '.join(NORM_MODES)}; got {norm_mode!r}")
@@ -69,6 +70,14 @@ def validate_norm_mode(norm: str, norm_mode: str) -> None:
         raise ValueError(
             f"norm_mode {norm_mode!r} applies to norms with batch statistics ({', '.join(with_statistics)}); "
             f"norm {norm!r} has none, so its only mode is 'sb3'"
+        )
+    injected = (norm_kwargs or {}).get("injected_noise", 0)
+    if injected and _ONLINE_STATISTICS[norm_mode] == "batch":
+        # Batch statistics carry their own noise; ghost batches dose that one.
+        raise ValueError(
+            f"injected_noise={injected!r} needs norm_mode 'frozen' or 'fixed', whose layers normalize with running "
+            f"or fixed statistics; in norm_mode {norm_mode!r} they normalize with the batch's own statistics, "
+            "whose noise ghost_batches doses"
         )
 
 
@@ -111,7 +120,7 @@ class _NormConfigured:
         validate_norm(norm, norm_kwargs)
         if norm_in not in NORM_IN:
             raise ValueError(f"norm_in must be one of {', '.join(NORM_IN)}; got {norm_in!r}")
-        validate_norm_mode(norm, norm_mode)
+        validate_norm_mode(norm, norm_mode, norm_kwargs)
         self.norm = norm
         self.norm_kwargs = dict(norm_kwargs or {})
         self.norm_in = norm_in

@@ -37,7 +37,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from rlnorm.core.envs import make_env
-from rlnorm.core.norms import NormalizedLayer
+from rlnorm.core.norms import BatchStatisticsNorm, NormalizedLayer
 from rlnorm.study.agents import load_agent
 from rlnorm.study.records import EVAL_SEED_OFFSET, PROBE_DRAWS, PROBE_STATES
 
@@ -122,6 +122,7 @@ _PLAIN = (bool, int, float, str, type(None))
 def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
     """Restore every parameter, buffer, mode and plain attribute of ``module`` and its submodules on exit,
     in place; the context value is a function that restores the parameters and buffers at any time inside.
+    Torch's global random state is restored too: a layer that injects noise draws from it.
 
     In place, because SB3 holds references to running-statistics buffers (docs/method.md#sb3-and-the-norms).
     Data-dependent initialization is held off: a probe must not be the batch a layer initializes from.
@@ -146,12 +147,20 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
             layer.drop_folded()
 
     try:
-        yield restore
+        with torch.random.fork_rng(devices=[]):
+            yield restore
     finally:
         restore()
         # Also ends the hold on data-dependent initialization.
         for sub, values in attributes.items():
             vars(sub).update(values)
+
+
+def injects_noise(module: nn.Module) -> bool:
+    """:return: whether a layer of ``module`` injects noise into its statistics in train mode (``injected_noise``
+    with running or fixed statistics), so that the same batch gives different outputs"""
+    return any(isinstance(layer, BatchStatisticsNorm) and layer.injected_noise
+               and layer.statistics in ("running", "fixed") for layer in module.modules())
 
 
 def _layer_outputs(module: nn.Module, recorded: dict[str, torch.Tensor]) -> list:
@@ -212,8 +221,8 @@ def minibatch_noise(
                 eval_layers.append(dict(recorded))
             module.train()
             # A batch of the whole pool is the same batch at every draw (sorted, see below): one forward
-            # stands for all of them, as with PPO's zoo settings on CartPole.
-            whole_pool = batch_size == n_states
+            # stands for all of them, as with PPO's zoo settings on CartPole, unless a layer injects noise.
+            whole_pool = batch_size == n_states and not injects_noise(module)
             for index in probe_indices:
                 draws, draws_by_layer = [], []
                 for _ in range(1 if whole_pool else n_draws):

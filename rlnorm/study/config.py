@@ -504,7 +504,7 @@ def _parse_variant(item: Any, where: str) -> NormVariant:
         raise ConfigError(f"{where}: norm_in {norm_in!r} is not one of {', '.join(NORM_IN)}")
     norm_mode = settings.get("norm_mode", "sb3")
     try:
-        validate_norm_mode(norm, norm_mode)
+        validate_norm_mode(norm, norm_mode, norm_kwargs)
     except ValueError as error:
         raise ConfigError(f"{where}: {error}") from None
     return NormVariant(name, norm, dict(norm_kwargs), norm_in, norm_mode)
