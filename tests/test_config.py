@@ -209,6 +209,10 @@ BAD_CONFIGS = {
     "negative injected noise": (
         minimal(norms=[{"bn-n": {"norm": "bn", "norm_mode": "fixed", "norm_kwargs": {"injected_noise": -1}}}]),
         ["injected_noise must be a finite number >= 0", "got -1"]),
+    "too much injected noise": (
+        minimal(algos={"dqn": ["CartPole-v1"]},
+                norms=[{"bn-n64": {"norm": "bn", "norm_mode": "fixed", "norm_kwargs": {"injected_noise": 64}}}]),
+        ["variant 'bn-n64' sets injected_noise=64", "batches of 64/64 samples", "injected_noise <= 32"]),
     # DQN CartPole trains on batches of 64: 64 ghost batches would hold one sample each.
     "too many ghost batches": (
         minimal(algos={"dqn": ["CartPole-v1"]},

@@ -140,6 +140,7 @@ def test_a_batch_that_is_the_whole_pool_has_exactly_no_noise(gaussian_pool):
 
 def test_injected_noise_is_measured_as_batch_noise_of_its_size_even_on_the_whole_pool(gaussian_pool):
     # d = 1: the scatter of the statistics of a batch of B, so about mean-only BN's own noise at B.
+    torch.manual_seed(0)
     fixed = MeanOnlyBatchNorm(FEATURES, injected_noise=1.0)
     fixed.set_statistics("fixed")
     with torch.no_grad():
@@ -150,6 +151,17 @@ def test_injected_noise_is_measured_as_batch_noise_of_its_size_even_on_the_whole
     assert measured.noise == pytest.approx(SIGMA / math.sqrt(B), rel=0.1)
     whole_pool = minibatch_noise(fixed, gaussian_pool[:B], batch_size=B, n_draws=16, n_probe=8)
     assert whole_pool.noise > 0.1
+
+
+def test_a_layer_waiting_to_fix_its_statistics_is_probed_with_each_draws_own_batch(gaussian_pool):
+    # Before the first update every draw is that first batch: each fixes the statistics from itself, as batch
+    # statistics would, not from the probe's first draw.
+    waiting = MeanOnlyBatchNorm(FEATURES)
+    waiting.set_statistics("fixed")
+    measured = minibatch_noise(waiting, gaussian_pool, B, n_draws=16, n_probe=8)
+    plain = minibatch_noise(MeanOnlyBatchNorm(FEATURES), gaussian_pool, B, n_draws=16, n_probe=8)
+    assert measured.noise == pytest.approx(plain.noise, rel=1e-6) and plain.noise > 0.1
+    assert not bool(waiting.statistics_fixed)
 
 
 def test_the_gap_at_a_whole_pool_batch_is_train_mode_on_the_pool_against_eval_mode():

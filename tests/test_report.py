@@ -210,25 +210,33 @@ def test_a_noise_dose_claim_gets_its_dose_response_section(tmp_path):
                                          ["ppo/CartPole-v1", "bn", "bn-g4", "4", "10"]]
 
 
-def test_an_injected_noise_chain_gets_its_dose_column(tmp_path):
-    from test_analysis import write_probed
-
-    for variant, dose, level, noise in (("bn-fixed", 0, 400, 0.1), ("bn-fixed-n4", 4, 300, 0.2)):
-        norm_kwargs = {"injected_noise": dose} if dose else None
-        write_probed(tmp_path / "results", variant, level, noise, norm_kwargs=norm_kwargs)
+def test_an_injected_noise_chain_on_a_whole_pool_minibatch_gets_its_dose_rows(tmp_path):
+    # PPO's zoo CartPole: the first dose (none injected) has no noise to measure on its whole-pool minibatch; the
+    # chain stays, that dose's noise n/a, and the noise added is measured from the first dose that has some.
+    for variant, dose, level in (("bn-fixed", 0, 400), ("bn-fixed-n1", 1, 350), ("bn-fixed-n4", 4, 300)):
+        for seed, offset in enumerate(TEN):
+            noise = 0.1 * dose**0.5 * (1 + seed / 100)
+            probe = [(0, "actor", "output", 256, 256, noise, 0.0, noise, 0.0),
+                     (5000, "actor", "output", 256, 256, noise, 0.0, noise, 0.0)]
+            write_run(tmp_path / "results", variant, seed, curve_to(level + offset), norm="bn", probe=probe,
+                      norm_kwargs={"injected_noise": dose} if dose else None)
     cache_random_returns(tmp_path / "results", **{"CartPole-v1": 20.0})
     config = tmp_path / "claims.yaml"
-    config.write_text("claims:\n  - {name: dose, variants: [bn-fixed, bn-fixed-n4], quantity: final return, "
-                      "direction: less}\n")
+    config.write_text("claims:\n  - {name: dose, variants: [bn-fixed, bn-fixed-n1, bn-fixed-n4], "
+                      "quantity: final return, direction: less}\n")
     md_path, _ = write_report(load_results(tmp_path / "results"), tmp_path / "report", config)
     section = md_path.read_text().split("## Noise dose-response")[1].split("## ")[0]
     table = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
              if line.startswith("| ")]
     assert table[0][3:6] == ["ghost batches", "injected noise", "runs"]
-    assert [row[2:6] for row in table[1:]] == [["bn-fixed", "1", "0", "10"], ["bn-fixed-n4", "1", "4", "10"]]
+    assert [row[2:6] for row in table[1:]] == [["bn-fixed", "1", "0", "10"], ["bn-fixed-n1", "1", "1", "10"],
+                                               ["bn-fixed-n4", "1", "4", "10"]]
+    noise_added = [row[7].split(" ")[0] for row in table[1:]]
+    assert noise_added[0] in ("-", "nan") and noise_added[1] == "1" and noise_added[2] == "2"
     with open(tmp_path / "report" / "runs.csv") as file:
         runs = list(csv.DictReader(file))
-    assert {(row["variant"], row["injected_noise"]) for row in runs} == {("bn-fixed", "0.0"), ("bn-fixed-n4", "4.0")}
+    assert {(row["variant"], row["injected_noise"]) for row in runs} == {("bn-fixed", "0.0"), ("bn-fixed-n1", "1.0"),
+                                                                         ("bn-fixed-n4", "4.0")}
 
 
 def test_a_bench_record_is_named_in_the_setup(tmp_path):

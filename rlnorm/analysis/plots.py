@@ -715,7 +715,7 @@ def plot_performance_profile(analysis: Analysis, colors: dict[str, str]) -> Figu
 def plot_dose_response(analysis: Analysis, colors: dict[str, str]) -> Figure | None:
     """
     Final return against the measured noise along each trend claim's variants, per task, on two panels: the
-    noise each dose adds to one network (at the first probe point, over the chain's first dose's) and the
+    noise each dose adds to one network (at the first probe point, over the chain's first measured dose's) and the
     relative probe noise the runs trained with (their medians over training).
 
     :param analysis: the report's analysis (its dose-response points)
@@ -734,7 +734,7 @@ def plot_dose_response(analysis: Analysis, colors: dict[str, str]) -> Figure | N
         paired = [points for points in chains if any(not math.isnan(p.added_noise.value) for p in points[1:])]
         _dose_panel(added, paired, colors, lambda point: point.added_noise)
         added.set(title=f"{_title(task)}: noise the dose adds", ylabel="final return",
-                  xlabel="noise at the first probe point / the first dose's (same seed)")
+                  xlabel="noise at the first probe point / the first measured dose's (same seed)")
         if not added.lines:
             added.text(0.5, 0.5, "not measured: no seed's doses shared\ntheir network at the first probe point",
                        transform=added.transAxes, ha="center", va="center", fontsize=6)

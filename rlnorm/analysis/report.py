@@ -240,8 +240,9 @@ def dose_table(analysis: Analysis) -> Table:
     """:return: per task and dose of each noise dose-response chain, the noise measured and the return reached"""
     injected = any(d.injected_noise for d in analysis.dose)  # a column only where some chain injects noise
     headers = ["task", "chain (its first dose)", "variant", "ghost batches", *(["injected noise"] if injected else []),
-               "runs", "relative probe noise [95% CI]", "noise added: first probe point, x the first dose's [95% CI]",
-               "final IQM [95% CI]", "failure rate [Wilson 95%]"]
+               "runs", "relative probe noise [95% CI]",
+               "noise added: first probe point, x the first measured dose's [95% CI]", "final IQM [95% CI]",
+               "failure rate [Wilson 95%]"]
     rows = [["/".join(d.task), d.chain[0], d.variant, str(d.ghost_batches),
              *([f"{d.injected_noise:g}"] if injected else []), str(d.runs), _estimate(d.relative_noise),
              _estimate(d.added_noise), _estimate(d.final), _estimate(d.failure_rate)]
@@ -501,16 +502,17 @@ def report_blocks(results: Results, analysis: Analysis, declared: Declared, figu
                    ("table", aggregate_table(analysis))]
     if analysis.dose:
         blocks += [("h2", "Noise dose-response"),
-                   ("p", "Ghost batches dose minibatch noise alone: with k of them each training batch is split into "
-                         "k parts, each normalized with its own statistics, so the noise grows about root-k fold while "
-                         "the statistics stay those of current data (the project's docs/method.md, \"Ghost batches: "
-                         "a noise dose\"). Per dose of each trend claim on final return: the relative probe noise "
-                         "measured (each run's median over its probe points, averaged over runs: the noise it trained "
-                         "with); the noise the dose adds to one network (at the first probe point, before any update, "
-                         "where the doses of a seed share their network and states: the ratio to the first dose's, "
-                         "seed by seed, over the seeds whose first points measured one network); and the final "
-                         "return and failure rate it led to. The trend verdicts (exact Jonckheere-Terpstra) are "
-                         "above."),
+                   ("p", "Ghost batches dose minibatch noise alone: with k of them each training batch is split into k"
+                         " parts, each normalized with its own statistics, so the noise grows about root-k fold while "
+                         "the statistics stay those of current data (the project's docs/method.md, \"Ghost batches: a "
+                         "noise dose\"); injected noise perturbs fixed or running statistics as a batch's own would "
+                         "scatter, d times (\"Injected noise: a dose without batch statistics\"). Per dose of each "
+                         "trend claim on final return: the relative probe noise measured (each run's median over its "
+                         "probe points, averaged over runs: the noise it trained with); the noise the dose adds to one"
+                         " network (at the first probe point, before any update, where the doses of a seed share their"
+                         " network and states: the ratio to the first measured dose's, seed by seed, over the seeds "
+                         "whose first points measured one network); and the final return and failure rate it led to. "
+                         "The trend verdicts (exact Jonckheere-Terpstra) are above."),
                    ("table", dose_table(analysis))]
     if analysis.variance:
         blocks += [("h2", "Return variance"),
@@ -685,7 +687,8 @@ RUN_SUMMARY_COLUMNS = (
 )
 """``probe_*`` are medians over probe points, averaged over networks (``Run.probe_median``), at the outputs or
 (``probe_layer_*``) over every normalized layer; empty where undefined or not applicable (noise where the probe's
-minibatch was its whole pool).
+minibatch was its whole pool and no layer injected noise).
+``mode_mismatch`` of a run with injected noise measures that noise too: its train-mode pass draws it.
 ``mode_mismatch`` is the mean over updates of |r - 1| at PPO's first minibatch, ``mode_mismatch_max`` the largest
 single |r - 1| of those minibatches; empty for runs that did not log it (algorithms other than PPO/A2C)."""
 

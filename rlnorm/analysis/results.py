@@ -213,11 +213,13 @@ class Run:
         any update, when BN's running statistics still hold their initial values, so the eval-mode spread that
         scales the relative noise is not the data's (DQN CartPole bn: about 3.6 there, a median of 0.2 later);
         and where a Q-function is nearly flat across states, its relative noise at one point can reach 60. With
-        3 or more points, a ``fixed`` variant's one noisy point (its first update) leaves its level at 0.
+        3 or more points, a ``fixed`` variant's one noisy point (its first update) leaves its level at 0 (without
+        injected noise).
 
         Not applicable is not zero: where the probe's minibatch was its whole pool (PPO's zoo CartPole, whose
         minibatch is the whole rollout), every draw is the same batch, so the noise quantities are 0 by
-        construction and are left out (nan when nothing else is left); the gap is still measured there.
+        construction and are left out (nan when nothing else is left), unless a layer injected noise, which is
+        then measured; the gap is still measured there.
 
         :param quantity: a field of :class:`ProbeRecord`: ``noise``, ``gap``, ``relative_noise`` or
             ``noise_excess_kurtosis``

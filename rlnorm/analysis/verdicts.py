@@ -53,6 +53,10 @@ MIN_SUCCESSES = 3
 FIRST_SPREAD_TOLERANCE = 1e-5
 """Relative difference of two runs' first-point output spreads still read as one network: the probe computes in
 float32 (one network measured twice differs by about 1e-7), one update of another ghost-batch dose by far more."""
+
+_UNMEASURED = st.Estimate(math.nan, math.nan, math.nan)
+"""A dose-response quantity that could not be measured."""
+
 Task = tuple[str, str]
 Side = Literal["greater", "less"] | None
 Family = Literal["primary", "secondary"]
@@ -843,7 +847,8 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
             if groups is None or len({noise_dose(group.norm_kwargs) for group in groups}) == 1:
                 continue
             noise = [group.values(lambda run: run.probe_median("relative_noise")) for group in groups]
-            if any(values.size == 0 or group.finals().size == 0 for values, group in zip(noise, groups, strict=True)):
+            # A dose without measurable noise (no dose at all on a whole-pool minibatch) stays in, as n/a.
+            if any(group.finals().size == 0 for group in groups) or not any(values.size for values in noise):
                 continue
             scale = scales.get(task)
             added = _added_noise(groups, rng)
@@ -852,8 +857,9 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
                 failure = (st.failure_rate(scale.normalize(finals), scale.failure_below)
                            if scale is not None and not math.isnan(scale.reference_return)
                            else st.Estimate(math.nan, math.nan, math.nan))
+                relative = st.mean_ci(values, rng=rng) if values.size else _UNMEASURED
                 points.append(DosePoint(task, chain, group.variant, *noise_dose(group.norm_kwargs), int(finals.size),
-                                        st.mean_ci(values, rng=rng), added_noise, st.iqm_ci(finals, rng=rng), failure))
+                                        relative, added_noise, st.iqm_ci(finals, rng=rng), failure))
     return points
 
 
@@ -863,22 +869,24 @@ def noise_dose(norm_kwargs: dict) -> tuple[int, float]:
 
 
 def _added_noise(groups: list[Group], rng: int) -> list[st.Estimate]:
-    """Per dose, its first-point relative noise over the first dose's, seed by seed (see DosePoint.added_noise)."""
+    """Per dose, its first-point relative noise over the first measured dose's, seed by seed (see
+    DosePoint.added_noise); a dose before that one (no noise to measure) is nan."""
     def design(group: Group) -> str:
         kwargs = {key: value for key, value in group.norm_kwargs.items()
                   if key not in ("ghost_batches", "injected_noise")}
         return repr((group.norm, group.norm_mode, group.norm_in, sorted(kwargs.items())))
 
-    unmeasured = st.Estimate(math.nan, math.nan, math.nan)
-    if len({design(group) for group in groups}) > 1:
-        return [unmeasured] * len(groups)
-    base = {run.seed: run for run in groups[0].finished}
-    out = []
-    for group in groups:
+    measured = [i for i, group in enumerate(groups)
+                if any(math.isfinite(run.probe_first("relative_noise")) for run in group.finished)]
+    if len({design(group) for group in groups}) > 1 or not measured:
+        return [_UNMEASURED] * len(groups)
+    base = {run.seed: run for run in groups[measured[0]].finished}
+    out = [_UNMEASURED] * measured[0]
+    for group in groups[measured[0]:]:
         ratios = [run.probe_first("relative_noise") / base[run.seed].probe_first("relative_noise")
                   for run in group.finished if run.seed in base and _one_network_first(run, base[run.seed])]
         ratios = [ratio for ratio in ratios if math.isfinite(ratio)]
-        out.append(st.mean_ci(ratios, rng=rng) if ratios else unmeasured)
+        out.append(st.mean_ci(ratios, rng=rng) if ratios else _UNMEASURED)
     return out
 
 

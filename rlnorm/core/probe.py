@@ -59,7 +59,7 @@ class NoiseMeasurement:
     :param noise_per_output: minibatch noise of each output unit, averaged over probe states
     :param batch_size: B, the batch size probed at
     :param pool_size: the number of states the minibatches were drawn from; when it equals ``batch_size``
-        every draw is the same batch and the noise is 0 by construction
+        every draw is the same batch and the noise is 0 by construction, unless a layer injects noise
     :param noise_per_layer: minibatch noise of each normalized layer's output, by module name
     :param gap_per_layer: train/eval gap of each normalized layer's output, by module name
     :param relative_noise_per_layer: relative noise of each normalized layer's output, by module name
@@ -137,6 +137,7 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
     layers = [layer for layer in module.modules() if isinstance(layer, NormalizedLayer)]
     for layer in layers:
         layer.hold_data_init(True)
+    norms = [norm for norm in module.modules() if isinstance(norm, BatchStatisticsNorm)]
 
     def restore() -> None:
         with torch.no_grad():
@@ -145,9 +146,14 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
         for layer in layers:
             # A fold computed from state that was just overwritten in place must not be reused.
             layer.drop_folded()
+        for norm in norms:
+            # A layer waiting for its first batch to fix its statistics waits again: every draw is that batch.
+            norm.set_statistics(norm.statistics)
 
+    # The generators of the devices the module is on: an injected dose draws from them.
+    devices = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=devices):
             yield restore
     finally:
         restore()

@@ -383,7 +383,7 @@ def _parse_task(
     if "norms" in overrides:
         variants = _parse_variants(overrides["norms"], f"{where}.norms")
     _check_variants_fit(algo, variants, f"{where}.norms" if "norms" in overrides else "norms")
-    _check_ghost_batches_fit(algo, env_id, variants, f"{where}.norms" if "norms" in overrides else "norms")
+    _check_doses_fit(algo, env_id, variants, f"{where}.norms" if "norms" in overrides else "norms")
     return Task(algo, env_id, seeds, timesteps, evaluation, probe, variants)
 
 
@@ -457,18 +457,28 @@ def smallest_training_batch(algo: str, env_id: str) -> int:
     return min(hyperparameters["batch_size"], rollout % hyperparameters["batch_size"] or rollout)
 
 
-def _check_ghost_batches_fit(algo: str, env_id: str, variants: list[NormVariant], where: str) -> None:
-    dosed = [variant for variant in variants if variant.norm_kwargs.get("ghost_batches", 1) > 1]
+def _check_doses_fit(algo: str, env_id: str, variants: list[NormVariant], where: str) -> None:
+    """Ghost batches need at least 2 samples each, and an injected dose d the scatter of a batch of at least 2
+    (n / d >= 2: its variance draw has n / d - 1 degrees of freedom)."""
+    dosed = [variant for variant in variants
+             if variant.norm_kwargs.get("ghost_batches", 1) > 1 or variant.norm_kwargs.get("injected_noise", 0)]
     if not dosed:
         return
     batch = smallest_training_batch(algo, env_id)
     for variant in dosed:
-        ghost_batches = variant.norm_kwargs["ghost_batches"]
+        ghost_batches = variant.norm_kwargs.get("ghost_batches", 1)
+        injected = variant.norm_kwargs.get("injected_noise", 0)
         if batch // ghost_batches < 2:
             raise ConfigError(
                 f"{where}: variant {variant.name!r} splits batches into ghost_batches={ghost_batches}, but "
                 f"{algo} on {env_id} trains on batches of {batch} samples: a ghost batch needs at least 2; "
                 f"allowed: ghost_batches <= {batch // 2}"
+            )
+        if injected and batch / injected < 2:
+            raise ConfigError(
+                f"{where}: variant {variant.name!r} sets injected_noise={injected}, the scatter of the statistics of "
+                f"batches of {batch}/{injected} samples, but {algo} on {env_id} trains on batches of {batch}: that is "
+                f"fewer than 2; allowed: injected_noise <= {batch / 2:g}"
             )
 
 

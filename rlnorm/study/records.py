@@ -29,8 +29,8 @@ PROBE_COLUMNS = ("timesteps", "network", "layer", "batch_size", "pool_size", "no
                  "noise_excess_kurtosis")
 """The columns of ``probe.csv``: one row per probe, network and layer (``output`` or a normalized layer's module
 name); ``batch_size`` is the B probed at, ``pool_size`` the number of states the minibatches came from (equal to
-it, every draw is the same batch and the noise is 0 by construction). Records written before the scale-free probe
-have only timesteps, network, layer, noise and gap."""
+it, every draw is the same batch and the noise is 0 by construction, unless a layer injects noise). Records
+written before the scale-free probe have only timesteps, network, layer, noise and gap."""
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
