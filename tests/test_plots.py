@@ -85,6 +85,17 @@ def test_every_figure_is_written_as_png_and_pdf(tmp_path):
         assert len(data) > 5000, path
 
 
+def test_a_study_of_modes_only_draws_no_core_figures_and_does_not_fail(tmp_path):
+    # configs/noise.yaml: every variant is a fixed-statistics rung, none a norm as SB3 runs it.
+    for variant, dose in (("bn-fixed", 0), ("bn-fixed-n4", 4)):
+        for seed in range(3):
+            write_run(tmp_path / "results", variant, seed, curve_to(300 + seed), norm="bn", norm_mode="fixed",
+                      norm_kwargs={"injected_noise": dose} if dose else None)
+    stems = {path.stem for path in plot_study(load_results(tmp_path / "results"), tmp_path / "plots")}
+    assert "mechanism_curves" in stems
+    assert not stems & {"learning_curves", "dispersion", "improvement"}
+
+
 def test_figures_without_data_are_left_out(tmp_path):
     write_study(tmp_path / "results", {"none": [1.0, 2.0], "bn": [3.0, 4.0]})
     paths = plot_study(load_results(tmp_path / "results"), tmp_path / "plots")

@@ -388,7 +388,7 @@ DISPERSION_COLUMNS = (
 )
 
 
-def plot_dispersion(results: Results, colors: dict[str, str]) -> Figure:
+def plot_dispersion(results: Results, colors: dict[str, str]) -> Figure | None:
     """
     Per task, three panels side by side: the level (final IQM), the across-seed standard deviation and
     the within-run dispersion, each per core variant (:func:`is_core`) with its CI (docs/method.md#verdicts: never
@@ -396,11 +396,14 @@ def plot_dispersion(results: Results, colors: dict[str, str]) -> Figure:
 
     :param results: the study's results
     :param colors: variant -> colour
-    :return: the figure
+    :return: the figure, None where no task ran a core variant
     """
-    figure, axes = _panels(results.tasks, columns=len(DISPERSION_COLUMNS))
-    for row, task in enumerate(results.tasks):
-        groups = [group for group in results.groups_of(task) if is_core(group)]
+    cores = [(task, [g for g in results.groups_of(task) if is_core(g)]) for task in results.tasks]
+    panels = [(task, groups) for task, groups in cores if groups]
+    if not panels:
+        return None
+    figure, axes = _panels([task for task, _ in panels], columns=len(DISPERSION_COLUMNS))
+    for row, (task, groups) in enumerate(panels):
         for column, (label, estimate) in enumerate(DISPERSION_COLUMNS):
             ax = axes[row * len(DISPERSION_COLUMNS) + column]
             for x, group in enumerate(groups):
