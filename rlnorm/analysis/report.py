@@ -688,9 +688,9 @@ RUN_SUMMARY_COLUMNS = (
 """``probe_*`` are medians over probe points, averaged over networks (``Run.probe_median``), at the outputs or
 (``probe_layer_*``) over every normalized layer; empty where undefined or not applicable (noise where the probe's
 minibatch was its whole pool and no layer injected noise).
-``mode_mismatch`` of a run with injected noise measures that noise too: its train-mode pass draws it.
 ``mode_mismatch`` is the mean over updates of |r - 1| at PPO's first minibatch, ``mode_mismatch_max`` the largest
-single |r - 1| of those minibatches; empty for runs that did not log it (algorithms other than PPO/A2C)."""
+single |r - 1| of those minibatches; empty for runs that did not log it (algorithms other than PPO/A2C). With
+injected noise it includes that noise: the train-mode pass draws it."""
 
 
 def write_run_summary(results: Results, path: str | Path) -> Path:

@@ -54,6 +54,9 @@ FIRST_SPREAD_TOLERANCE = 1e-5
 """Relative difference of two runs' first-point output spreads still read as one network: the probe computes in
 float32 (one network measured twice differs by about 1e-7), one update of another ghost-batch dose by far more."""
 
+DOSE_OPTIONS = ("ghost_batches", "injected_noise")
+"""The norm options that dose noise (docs/method.md#ghost-batches-a-noise-dose and the section after it)."""
+
 _UNMEASURED = st.Estimate(math.nan, math.nan, math.nan)
 """A dose-response quantity that could not be measured."""
 
@@ -856,7 +859,7 @@ def dose_response(results: Results, claims: tuple[Claim, ...], scales: dict[Task
                 finals = group.finals()
                 failure = (st.failure_rate(scale.normalize(finals), scale.failure_below)
                            if scale is not None and not math.isnan(scale.reference_return)
-                           else st.Estimate(math.nan, math.nan, math.nan))
+                           else _UNMEASURED)
                 relative = st.mean_ci(values, rng=rng) if values.size else _UNMEASURED
                 points.append(DosePoint(task, chain, group.variant, *noise_dose(group.norm_kwargs), int(finals.size),
                                         relative, added_noise, st.iqm_ci(finals, rng=rng), failure))
@@ -872,8 +875,7 @@ def _added_noise(groups: list[Group], rng: int) -> list[st.Estimate]:
     """Per dose, its first-point relative noise over the first measured dose's, seed by seed (see
     DosePoint.added_noise); a dose before that one (no noise to measure) is nan."""
     def design(group: Group) -> str:
-        kwargs = {key: value for key, value in group.norm_kwargs.items()
-                  if key not in ("ghost_batches", "injected_noise")}
+        kwargs = {key: value for key, value in group.norm_kwargs.items() if key not in DOSE_OPTIONS}
         return repr((group.norm, group.norm_mode, group.norm_in, sorted(kwargs.items())))
 
     measured = [i for i, group in enumerate(groups)

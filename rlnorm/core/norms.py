@@ -158,8 +158,9 @@ class BatchStatisticsNorm(nn.Module):
     them, d times the variance: the mean by a normal shift of standard deviation √(d/n) times the batch's
     spread per feature (n values per feature), shared by the whole batch as a batch mean is, and a variance
     by a factor χ²(ν)/ν with ν = n/d - 1 (at least 1). For Gaussian features d = 1 is the noise of batch
-    statistics at this batch size and d = k that of k ghost batches, but the perturbation does not depend on
-    which samples share the batch: a noise dose for a network without batch statistics. The numbers come
+    statistics at this batch size and d = k that of k ghost batches, but the perturbation's direction does not
+    depend on which samples share the batch (only its size does, through their spread): a noise dose for a
+    network without batch statistics. The numbers come
     from torch's global generator, so a seeded run repeats.
 
     Images (N, C, H, W), after a ``Conv2d``, are normalized per channel with statistics over the samples and
@@ -189,6 +190,11 @@ class BatchStatisticsNorm(nn.Module):
         self.register_buffer("statistics_fixed", torch.tensor(False))
         self._awaiting_first_batch = False
 
+    @property
+    def injects_noise(self) -> bool:
+        """Whether a train-mode call perturbs the statistics (``injected_noise`` with running or fixed ones)."""
+        return bool(self.injected_noise) and self.statistics in ("running", "fixed")
+
     def set_statistics(self, source: str) -> None:
         """:param source: one of :data:`STATISTICS_SOURCES`"""
         if source not in STATISTICS_SOURCES:
@@ -215,7 +221,7 @@ class BatchStatisticsNorm(nn.Module):
                 self._update_running(*self._whole_batch_moments(x.detach()))
             return normalized
         mean, var = self._running_statistics_for(x)
-        if self.injected_noise:
+        if self.injects_noise:
             mean, var = self._inject_noise(x, mean, var)
         return self._normalize_part(x, mean, var)
 

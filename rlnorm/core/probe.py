@@ -165,8 +165,7 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
 def injects_noise(module: nn.Module) -> bool:
     """:return: whether a layer of ``module`` injects noise into its statistics in train mode (``injected_noise``
     with running or fixed statistics), so that the same batch gives different outputs"""
-    return any(isinstance(layer, BatchStatisticsNorm) and layer.injected_noise
-               and layer.statistics in ("running", "fixed") for layer in module.modules())
+    return any(isinstance(layer, BatchStatisticsNorm) and layer.injects_noise for layer in module.modules())
 
 
 def _layer_outputs(module: nn.Module, recorded: dict[str, torch.Tensor]) -> list:
