@@ -211,7 +211,7 @@ class Run:
 
         A median, not a mean: a single probe point can outweigh the rest. A run's first point can come before
         any update, when BN's running statistics still hold their initial values, so the eval-mode spread that
-        scales the relative noise is not the data's (DQN CartPole bn: about 3.6 there, a median of 0.2 later);
+        scales the relative noise is not the data's (DQN CartPole bn: 3.0 there on average, a median of 0.2 later);
         and where a Q-function is nearly flat across states, its relative noise at one point can reach 60. With
         3 or more points, a ``fixed`` variant's one noisy point (its first update) leaves its level at 0 (without
         injected noise).
