@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         help="also write the training times to this JSON file; as <study results>/bench.json, "
-        "`rlnorm report` answers claim 4 (WN cheaper than BN) from it",
+        "`rlnorm report` answers \"WN is cheaper to compute than BN\" from it",
     )
     bench.add_argument(
         "--speed", action="append", metavar="ALGO:ENV[:NORM]",

@@ -22,6 +22,7 @@ from rlnorm.analysis.plots import (
     plot_mechanism_curves,
     plot_series,
     plot_study,
+    save,
     variant_colors,
 )
 from rlnorm.analysis.results import FAILED, RUNNING, Series, load_results
@@ -83,6 +84,13 @@ def test_every_figure_is_written_as_png_and_pdf(tmp_path):
         data = path.read_bytes()
         assert data.startswith(b"\x89PNG" if path.suffix == ".png" else b"%PDF"), path
         assert len(data) > 5000, path
+
+
+def test_a_pdf_carries_no_creation_date_so_a_regenerated_report_diffs_clean(tmp_path):
+    figure, axes = plt.subplots()
+    axes.plot([0, 1], [1, 0])
+    png, pdf = save(figure, tmp_path / "figure")
+    assert pdf.read_bytes().startswith(b"%PDF") and b"/CreationDate" not in pdf.read_bytes()
 
 
 def test_a_study_of_modes_only_draws_no_core_figures_and_does_not_fail(tmp_path):

@@ -245,6 +245,11 @@ def test_a_bench_record_is_named_in_the_setup(tmp_path):
     cache_random_returns(tmp_path, **{"CartPole-v1": 20.0})
     md_path, _ = write_report(load_results(tmp_path), tmp_path / "report")
     assert "compute cost: `rlnorm bench --repeats 10` (bench.json), on test machine" in md_path.read_text()
+    # Written elsewhere (another machine's path), the record is named where it lies now.
+    record = json.loads((tmp_path / "bench.json").read_text())
+    (tmp_path / "bench.json").write_text(json.dumps({**record, "command": "rlnorm bench --out /elsewhere/b.json"}))
+    md_path, _ = write_report(load_results(tmp_path), tmp_path / "report")
+    assert f"compute cost: `rlnorm bench --out {tmp_path / 'bench.json'}` (bench.json)" in md_path.read_text()
 
 
 def test_the_verdict_matrix_has_a_row_per_claim_and_a_column_per_scope(tmp_path):

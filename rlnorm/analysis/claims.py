@@ -25,7 +25,7 @@ tasks pooled (docs/method.md#verdicts). Three shapes::
       failure_below: 0.5                          #   a run fails when its normalized final return is below this
 
 ``not less`` is non-inferiority: X is not worse than Y by more than a margin on P(X > Y) (``margin``, default
-0.35; ``not greater``: 0.65). A config without claims is tested on :data:`DEFAULT_CLAIMS`, the seed's.
+0.35; ``not greater``: 0.65). A config without claims is tested on :data:`DEFAULT_CLAIMS`.
 
 Torch-free: the report parses the claims again from ``study.json``, or from a config given to it.
 """
@@ -270,8 +270,8 @@ DEFAULT_CLAIMS = [
     {"name": "WN is cheaper to compute than BN", "x": "wn", "y": "bn", "quantity": "training time",
      "direction": "less"},
 ]
-"""The seed's claims (docs/method.md#verdicts), tested when a config declares none, on the tasks that ran their
-variants."""
+"""The default claims, the project's starting questions (docs/method.md#verdicts), tested when a config declares
+none, on the tasks that ran their variants."""
 
 
 def default_claims(tasks: dict[str, list[str]]) -> tuple[Claim, ...]:

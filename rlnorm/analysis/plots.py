@@ -169,7 +169,9 @@ def save(figure: Figure, stem: Path) -> list[Path]:
     """
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
-        figure.savefig(path, bbox_inches="tight")  # the whole legend, however many variants
+        # Without a creation date, the same records give the same PDF bytes (a regenerated report diffs clean).
+        metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
+        figure.savefig(path, bbox_inches="tight", metadata=metadata)  # the whole legend, however many variants
     plt.close(figure)
     return paths
 

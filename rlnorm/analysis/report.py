@@ -13,6 +13,7 @@ import csv
 import html
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -411,7 +412,10 @@ def setup_blocks(results: Results) -> list[Block]:
     facts.append(f"wall time: {_duration(sum(wall))} summed over {len(wall)} recorded runs "
                  f"(mean {_fmt(float(np.mean(wall)) if wall else math.nan)} s per run, evaluation included)")
     if results.bench is not None:
-        facts.append(f"compute cost: `{results.bench.get('command', 'rlnorm bench')}` ({BENCH_RECORD}), on "
+        # The record names the path it was written to, often another machine's: show where it lies now.
+        command = re.sub(r"--out \S+", f"--out {results.path / BENCH_RECORD}",
+                         results.bench.get("command", "rlnorm bench"))
+        facts.append(f"compute cost: `{command}` ({BENCH_RECORD}), on "
                      f"{results.bench.get('hardware', 'unknown hardware')}")
     return [
         ("h2", "Appendix: setup"),

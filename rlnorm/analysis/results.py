@@ -43,7 +43,8 @@ DEFAULT_NORM_MODE = NORM_MODES[0]
 UNDEFINED_DRIFT = 1e9
 """A recorded drift this large is a change relative to all-zero statistics, which has no size (read as nan)."""
 BENCH_RECORD = "bench.json"
-"""``rlnorm bench --out``'s record of paired training times, read from a results directory for claim 4."""
+"""``rlnorm bench --out``'s record of paired training times, read from a results directory for "WN is cheaper to
+compute than BN"."""
 BENCH_REFERENCE = "MlpPolicy"
 """What the bench's throughputs are relative to: SB3's own policy."""
 CNN_BENCH_REFERENCE = "CnnPolicy"

@@ -200,8 +200,9 @@ def write_bench_record(
     path: str | Path, command: str, timesteps: dict[str, int], times: dict[str, dict], code: dict[str, Any],
     cnn: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the paired training times that ``rlnorm report`` answers claim 4 with (docs/method.md#verdicts), when the
-    record lies in the study's results directory as :data:`~rlnorm.analysis.results.BENCH_RECORD`.
+    """Write the paired training times that ``rlnorm report`` answers "WN is cheaper to compute than BN" with
+    (docs/method.md#verdicts), when the record lies in the study's results directory as
+    :data:`~rlnorm.analysis.results.BENCH_RECORD`.
 
     :param path: the file
     :param command: the command that measured them

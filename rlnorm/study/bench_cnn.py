@@ -1,5 +1,5 @@
-"""Compute cost of each norm in convolutional networks, where the seed argues that weight normalization is cheaper
-than BatchNorm (docs/method.md#compute-cost-in-convolutional-networks).
+"""Compute cost of each norm in convolutional networks, where the claim "WN is cheaper to compute than BN" is
+argued (docs/method.md#compute-cost-in-convolutional-networks).
 
 A convolution has few weights and many activations. Weight normalization's extra work grows with the weights
 (‖v‖ per output channel, once per forward), BatchNorm's and LayerNorm's with the activations (moments and the
@@ -69,7 +69,8 @@ class Workload:
 
     @property
     def name(self) -> str:
-        """``algo/extractor shape step xbatch``: the scope claim 4 is decided on, for an update"""
+        """``algo/extractor shape step xbatch``: the scope "WN is cheaper to compute than BN" is decided on, for an
+        update"""
         shape = "4x84x84" if self.extractor == "NatureCNN" else "MinAtar Breakout"
         return f"{self.algo}/{self.extractor} {shape} {self.step} x{self.batch}"
 

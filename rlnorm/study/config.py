@@ -39,7 +39,7 @@ example)::
     executor: local              # local (a process pool) or ray; `rlnorm study --executor` overrides it
     workers: 2                   # runs at the same time (default: local, the number of cores; ray, the
                                  #   cluster's CPUs); `rlnorm study --workers` overrides it
-    claims: [...]                # what `rlnorm report` tests (default: the seed's claims), and
+    claims: [...]                # what `rlnorm report` tests (default: claims.DEFAULT_CLAIMS), and
     scores: {...}                #   how it normalizes returns: see rlnorm.analysis.claims
 
 Every key except algos, norms, seeds and budget is optional. A run is identified by
