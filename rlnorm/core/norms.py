@@ -188,7 +188,6 @@ class BatchStatisticsNorm(nn.Module):
         self.statistics = "batch"
         # A buffer, so that a saved model keeps its fixed statistics fixed.
         self.register_buffer("statistics_fixed", torch.tensor(False))
-        self._awaiting_first_batch = False
 
     @property
     def injects_noise(self) -> bool:
@@ -200,11 +199,11 @@ class BatchStatisticsNorm(nn.Module):
         if source not in STATISTICS_SOURCES:
             raise ValueError(f"statistics source must be one of {', '.join(STATISTICS_SOURCES)}; got {source!r}")
         self.statistics = source
-        self._awaiting_first_batch = source == "fixed" and not bool(self.statistics_fixed)
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.set_statistics(self.statistics)
+    @property
+    def _awaiting_first_batch(self) -> bool:
+        # Read from the buffer, so that any restored state says it: a loaded model, a probe's draw undone.
+        return self.statistics == "fixed" and not bool(self.statistics_fixed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() > 2:  # channels last, so that per-channel statistics broadcast as per-feature ones do
@@ -258,7 +257,6 @@ class BatchStatisticsNorm(nn.Module):
                     self.running_mean.copy_(batch_mean)
                     self._copy_running_var(batch_var)
                     self.statistics_fixed.fill_(True)
-                    self._awaiting_first_batch = False
                     return self.running_mean.clone(), self._running_var().clone()
                 mean, var = self.running_mean.clone(), self._running_var().clone()
                 self._update_running(batch_mean, batch_var)

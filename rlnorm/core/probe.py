@@ -130,14 +130,13 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
     :param module: the network to protect
     """
     saved = {name: value.detach().clone() for name, value in module.state_dict(keep_vars=True).items()}
-    # Plain attributes too (the mode, a layer waiting for its first batch to fix its statistics...): a
-    # train-mode call may change them, and a probe must not be that call.
+    # Plain attributes too (the mode, the hold on data-dependent initialization...): a train-mode call may
+    # change them, and a probe must not be that call.
     attributes = {sub: {key: value for key, value in vars(sub).items() if isinstance(value, _PLAIN)}
                   for sub in module.modules()}
     layers = [layer for layer in module.modules() if isinstance(layer, NormalizedLayer)]
     for layer in layers:
         layer.hold_data_init(True)
-    norms = [norm for norm in module.modules() if isinstance(norm, BatchStatisticsNorm)]
 
     def restore() -> None:
         with torch.no_grad():
@@ -146,9 +145,6 @@ def untouched(module: nn.Module) -> Iterator[Callable[[], None]]:
         for layer in layers:
             # A fold computed from state that was just overwritten in place must not be reused.
             layer.drop_folded()
-        for norm in norms:
-            # A layer waiting for its first batch to fix its statistics waits again: every draw is that batch.
-            norm.set_statistics(norm.statistics)
 
     # The generators of the devices the module is on: an injected dose draws from them.
     devices = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
